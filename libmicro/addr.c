@@ -1,0 +1,114 @@
+#include "addr.h"
+
+#include <stdio.h>
+#include <string.h>
+
+unsigned addr_parse_port(const char *s, size_t len)
+{
+    if (len == 0 || len > 5)
+        return 0;
+    unsigned v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    return v >= 1 && v <= 65535 ? v : 0;
+}
+
+/* Copies a host, removing one pair of brackets around an IPv6 literal. */
+static int copy_host(const char *h, size_t n, addr_t *out)
+{
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n == 0 || n >= ADDR_HOST_MAX)
+        return ADDR_E_HOST;
+    if (memchr(h, '[', n) || memchr(h, ']', n) || memchr(h, '/', n))
+        return ADDR_E_HOST;
+    memcpy(out->host, h, n);
+    out->host[n] = '\0';
+    return ADDR_OK;
+}
+
+int addr_parse_key(const char *key, size_t len, addr_t *out)
+{
+    const char *colon = NULL;
+    for (size_t i = len; i-- > 0;)
+        if (key[i] == ':') {
+            colon = key + i;
+            break;
+        }
+    if (!colon)
+        return ADDR_E_SYNTAX;
+    size_t hlen = (size_t)(colon - key);
+    /* An IPv6 host must be bracketed in a key; otherwise "::1:80" is ambiguous. */
+    if (memchr(key, ':', hlen) && !(hlen >= 2 && key[0] == '[' && key[hlen - 1] == ']'))
+        return ADDR_E_SYNTAX;
+    out->port = addr_parse_port(colon + 1, len - hlen - 1);
+    if (!out->port)
+        return ADDR_E_PORT;
+    return copy_host(key, hlen, out);
+}
+
+int addr_format_key(const char *host, unsigned port, char *out, size_t outlen)
+{
+    int n = strchr(host, ':') ? snprintf(out, outlen, "[%s]:%u", host, port)
+                              : snprintf(out, outlen, "%s:%u", host, port);
+    return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+int addr_parse_handshake(const char *path, size_t len, addr_t *caller,
+                         const char **ns, size_t *nslen)
+{
+    const char *q = memchr(path, '?', len);
+    if (q)
+        len = (size_t)(q - path);
+    if (len && path[0] == '/') {
+        path++;
+        len--;
+    }
+    if (len && path[len - 1] == '/')
+        len--;
+    const char *s1 = memchr(path, '/', len);
+    if (!s1)
+        return ADDR_E_SEGMENTS;
+    const char *rest = s1 + 1;
+    size_t rlen = len - (size_t)(rest - path);
+    const char *s2 = memchr(rest, '/', rlen);
+    if (!s2)
+        return ADDR_E_SEGMENTS;
+    int rc = copy_host(path, (size_t)(s1 - path), caller);
+    if (rc)
+        return rc;
+    caller->port = addr_parse_port(rest, (size_t)(s2 - rest));
+    if (!caller->port)
+        return ADDR_E_PORT;
+    *ns = s2 + 1;
+    *nslen = len - (size_t)(*ns - path);
+    if (*nslen == 0 || *nslen >= ADDR_NS_MAX)
+        return ADDR_E_NAMESPACE;
+    return ADDR_OK;
+}
+
+int addr_build_handshake(const char *host, unsigned port, const char *ns,
+                         const char *query, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "/%s/%u/%s%s%s", host, port, ns, query ? "?" : "",
+                     query ? query : "");
+    return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+const char *addr_strerror(int err)
+{
+    switch (err) {
+    case ADDR_OK: return "ok";
+    case ADDR_E_SYNTAX: return "not host:port";
+    case ADDR_E_PORT: return "port must be an integer 1-65535";
+    case ADDR_E_HOST: return "bad host";
+    case ADDR_E_SEGMENTS: return "handshake path needs /host/port/namespace";
+    case ADDR_E_NAMESPACE: return "empty or too long namespace";
+    }
+    return "unknown error";
+}

@@ -1,0 +1,190 @@
+#include "frame.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const jspan_t NONE = {NULL, 0, JT_NONE};
+
+static int decode_request(frame_t *f)
+{
+    if (f->data.t != JT_OBJECT)
+        return FRAME_E_SHAPE;
+    if (!jobj_get(f->data, "url", &f->url) || f->url.t != JT_STRING || f->url.n <= 2)
+        return FRAME_E_SHAPE;
+    if (!jobj_get(f->data, "data", &f->payload))
+        f->payload = NONE;
+    return FRAME_OK;
+}
+
+static int decode_response(frame_t *f)
+{
+    if (f->data.t != JT_OBJECT)
+        return FRAME_E_SHAPE;
+    if (!jobj_get(f->data, "status", &f->status_raw))
+        return FRAME_E_SHAPE;
+    if (f->status_raw.t == JT_NUMBER) {
+        double d;
+        jnum_double(f->status_raw, &d);
+        f->status = d >= 0 && d < 100000 ? (int)d : 0;
+    } else if (f->status_raw.t == JT_STRING) {
+        f->status = 0;
+    } else {
+        return FRAME_E_SHAPE;
+    }
+    if (!jobj_get(f->data, "data", &f->result))
+        f->result = NONE;
+    if (!jobj_get(f->data, "message", &f->message) || f->message.t != JT_STRING)
+        f->message = NONE;
+    return FRAME_OK;
+}
+
+int frame_decode(const char *p, size_t n, frame_t *f)
+{
+    jspan_t root, v;
+    memset(f, 0, sizeof(*f));
+    if (jscan_validate(p, n, &root, NULL))
+        return FRAME_E_JSON;
+    if (root.t != JT_OBJECT)
+        return FRAME_E_SHAPE;
+    /* One pass over the top-level members; unknown keys are ignored. */
+    bool have_id = false, have_mode = false;
+    jiter_t it;
+    jspan_t k;
+    jobj_iter(&it, root);
+    f->data = NONE;
+    while (jobj_next(&it, &k, &v)) {
+        if (jstr_eq(k, "id")) {
+            have_id = jnum_u53(v, &f->id) == 0;
+        } else if (jstr_eq(k, "mode")) {
+            uint64_t m;
+            have_mode = jnum_u53(v, &m) == 0 && m <= 2;
+            f->mode = (int)m;
+        } else if (jstr_eq(k, "twoway")) {
+            f->twoway = v.t == JT_TRUE;
+        } else if (jstr_eq(k, "stream")) {
+            f->stream = v.t == JT_TRUE;
+        } else if (jstr_eq(k, "data")) {
+            f->data = v;
+        }
+    }
+    if (!have_id || !have_mode)
+        return FRAME_E_SHAPE;
+    switch (f->mode) {
+    case FRAME_REQUEST: return decode_request(f);
+    case FRAME_RESPONSE: return decode_response(f);
+    default: return jnum_u53(f->data, &f->target) ? FRAME_E_SHAPE : FRAME_OK;
+    }
+}
+
+const char *frame_strerror(int err)
+{
+    switch (err) {
+    case FRAME_OK: return "ok";
+    case FRAME_E_JSON: return "not valid JSON";
+    case FRAME_E_SHAPE: return "not a frame (id, mode or data missing or mistyped)";
+    }
+    return "unknown error";
+}
+
+int frame_put_request(sbuf_t *b, uint64_t id, bool twoway, const char *url, size_t url_len,
+                      const char *payload, size_t payload_len)
+{
+    sbuf_add(b, "{\"id\":", 6);
+    sbuf_add_u64(b, id);
+    sbuf_adds(b, twoway ? ",\"twoway\":true,\"data\":{\"url\":" : ",\"twoway\":false,\"data\":{\"url\":");
+    sbuf_add_json_str(b, url, url_len);
+    if (payload) {
+        sbuf_add(b, ",\"data\":", 8);
+        sbuf_add(b, payload, payload_len);
+    }
+    sbuf_adds(b, "},\"mode\":0}");
+    return b->err ? -1 : 0;
+}
+
+int frame_put_response_ok(sbuf_t *b, uint64_t id, const char *result, size_t result_len)
+{
+    sbuf_add(b, "{\"id\":", 6);
+    sbuf_add_u64(b, id);
+    sbuf_adds(b, ",\"mode\":1,\"twoway\":false,\"data\":{\"status\":200");
+    if (result) {
+        sbuf_add(b, ",\"data\":", 8);
+        sbuf_add(b, result, result_len);
+    }
+    sbuf_add(b, "}}", 2);
+    return b->err ? -1 : 0;
+}
+
+int frame_put_response_err(sbuf_t *b, uint64_t id, int status, const char *message, size_t mlen)
+{
+    sbuf_add(b, "{\"id\":", 6);
+    sbuf_add_u64(b, id);
+    sbuf_adds(b, ",\"mode\":1,\"twoway\":false,\"data\":{\"status\":");
+    sbuf_add_u64(b, (unsigned)status);
+    sbuf_adds(b, ",\"data\":null,\"message\":");
+    sbuf_add_json_str(b, message ? message : "", message ? mlen : 0);
+    sbuf_add(b, "}}", 2);
+    return b->err ? -1 : 0;
+}
+
+int frame_put_abort(sbuf_t *b, uint64_t id, uint64_t target)
+{
+    sbuf_add(b, "{\"id\":", 6);
+    sbuf_add_u64(b, id);
+    sbuf_adds(b, ",\"twoway\":false,\"data\":");
+    sbuf_add_u64(b, target);
+    sbuf_adds(b, ",\"mode\":2}");
+    return b->err ? -1 : 0;
+}
+
+static void copy_cid(const char *s, size_t n, char *cid, size_t cidlen)
+{
+    if (!cidlen)
+        return;
+    if (n >= cidlen)
+        n = cidlen - 1;
+    memcpy(cid, s, n);
+    cid[n] = '\0';
+}
+
+int frame_payload_with_cid(sbuf_t *out, const char *payload, size_t len, jtype_t type,
+                           const char *given_cid, char *cid, size_t cidlen)
+{
+    char fresh[37];
+    const char *id = given_cid && *given_cid ? given_cid : NULL;
+    if (type == JT_OBJECT) {
+        jspan_t obj = {payload, len, JT_OBJECT}, v;
+        if (jobj_get(obj, "_correlationId", &v)) {
+            size_t n = 0;
+            char tmp[256];
+            if (v.t == JT_STRING && jstr_get(v, tmp, sizeof(tmp), &n) == 0)
+                copy_cid(tmp, n, cid, cidlen);
+            else
+                copy_cid(v.p, v.n, cid, cidlen); /* a non-string id: its JSON text */
+            sbuf_add(out, payload, len);
+            return out->err ? -1 : 0;
+        }
+    }
+    if (!id) {
+        uuid4(fresh);
+        id = fresh;
+    }
+    copy_cid(id, strlen(id), cid, cidlen);
+    sbuf_add(out, "{\"_correlationId\":", 18);
+    sbuf_add_json_str(out, id, strlen(id));
+    if (type == JT_OBJECT) {
+        jspan_t obj = {payload, len, JT_OBJECT};
+        if (!jobj_empty(obj)) {
+            sbuf_addc(out, ',');
+            /* the members, without the opening brace (closing brace included) */
+            const char *p = payload + 1;
+            sbuf_add(out, p, len - 1);
+            return out->err ? -1 : 0;
+        }
+    } else if (payload && type != JT_NONE) {
+        sbuf_add(out, ",\"data\":", 8);
+        sbuf_add(out, payload, len);
+    }
+    sbuf_addc(out, '}');
+    return out->err ? -1 : 0;
+}

@@ -1,0 +1,62 @@
+/* frame: the three message kinds of PROTOCOL §3 — REQUEST (mode 0), RESPONSE (1),
+ * ABORT (2) — decoded from and encoded to the exact text the reference writes.
+ * Decoding validates the whole frame once and leaves spans into the caller's
+ * buffer; encoding appends to an sbuf (with LWS_PRE headroom for lws_write). */
+#ifndef MICRO_FRAME_H
+#define MICRO_FRAME_H
+
+#include "jscan.h"
+#include "sbuf.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum { FRAME_REQUEST = 0, FRAME_RESPONSE = 1, FRAME_ABORT = 2 };
+
+enum {
+    FRAME_OK = 0,
+    FRAME_E_JSON = -1,   /* not JSON */
+    FRAME_E_SHAPE = -2,  /* JSON, but not a frame: missing/mistyped id, mode, data */
+};
+
+#define FRAME_ID_MAX 9007199254740991ULL /* 2^53 - 1 */
+
+typedef struct frame {
+    uint64_t id;
+    int      mode;
+    bool     twoway;
+    bool     stream;
+    jspan_t  data;     /* the frame's "data" member; JT_NONE when absent */
+    /* REQUEST: data = {"url": url, "data": payload} */
+    jspan_t  url;      /* string span */
+    jspan_t  payload;  /* JT_NONE when absent */
+    /* RESPONSE: data = {"status": s, "data": result, "message": m} */
+    int      status;   /* numeric status, or 0 when the peer sent a string */
+    jspan_t  status_raw;
+    jspan_t  result;   /* JT_NONE when absent */
+    jspan_t  message;  /* string span, or JT_NONE */
+    /* ABORT: data = id of the request it cancels */
+    uint64_t target;
+} frame_t;
+
+int frame_decode(const char *p, size_t n, frame_t *f);
+const char *frame_strerror(int err);
+
+/* Encoders append one frame to b; 0 or -1 (size limit / OOM). `payload`/`result`
+ * are raw JSON text (already validated), or NULL to leave the key out. */
+int frame_put_request(sbuf_t *b, uint64_t id, bool twoway, const char *url, size_t url_len,
+                      const char *payload, size_t payload_len);
+int frame_put_response_ok(sbuf_t *b, uint64_t id, const char *result, size_t result_len);
+int frame_put_response_err(sbuf_t *b, uint64_t id, int status, const char *message, size_t mlen);
+int frame_put_abort(sbuf_t *b, uint64_t id, uint64_t target);
+
+/* PROTOCOL §5 correlation-id rules, on raw payload text (NULL = no payload):
+ * - an object with "_correlationId" is kept as is; its value is returned in cid;
+ * - an object without one gets one added (given_cid if non-NULL, else a new UUID);
+ * - anything else (none, null, array, scalar) becomes {"_correlationId":..,"data":..}.
+ * Appends the resulting payload to out and the id (unescaped) to cid (NUL-terminated,
+ * truncated to cidlen). */
+int frame_payload_with_cid(sbuf_t *out, const char *payload, size_t len, jtype_t type,
+                           const char *given_cid, char *cid, size_t cidlen);
+
+#endif

@@ -1,0 +1,446 @@
+#include "jscan.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct scanner {
+    const char *p, *end;
+    int depth;
+} scanner_t;
+
+static void skip_ws(scanner_t *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Validates one UTF-8 sequence starting at a byte >= 0x80; returns its length or 0. */
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0];
+    size_t n;
+    unsigned min;
+    if (c >= 0xc2 && c <= 0xdf) { n = 2; min = 0x80; }
+    else if (c >= 0xe0 && c <= 0xef) { n = 3; min = 0x800; }
+    else if (c >= 0xf0 && c <= 0xf4) { n = 4; min = 0x10000; }
+    else return 0;
+    if ((size_t)(end - p) < n)
+        return 0;
+    unsigned cp = c & (0x3f >> (n - 1));
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+static int scan_string(scanner_t *s)
+{
+    s->p++; /* opening quote */
+    while (s->p < s->end) {
+        unsigned char c = (unsigned char)*s->p;
+        if (c == '"') {
+            s->p++;
+            return 0;
+        }
+        if (c < 0x20)
+            return -1;
+        if (c == '\\') {
+            if (++s->p >= s->end)
+                return -1;
+            switch (*s->p) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                s->p++;
+                break;
+            case 'u':
+                if (s->end - s->p < 5)
+                    return -1;
+                for (int i = 1; i <= 4; i++)
+                    if (hexval(s->p[i]) < 0)
+                        return -1;
+                s->p += 5;
+                break;
+            default:
+                return -1;
+            }
+        } else if (c >= 0x80) {
+            size_t n = utf8_seq((const unsigned char *)s->p, (const unsigned char *)s->end);
+            if (!n)
+                return -1;
+            s->p += n;
+        } else {
+            s->p++;
+        }
+    }
+    return -1;
+}
+
+static int digits(scanner_t *s)
+{
+    const char *start = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+        s->p++;
+    return s->p > start ? 0 : -1;
+}
+
+static int scan_number(scanner_t *s)
+{
+    if (*s->p == '-')
+        s->p++;
+    if (s->p >= s->end)
+        return -1;
+    if (*s->p == '0')
+        s->p++;
+    else if (digits(s))
+        return -1;
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        if (digits(s))
+            return -1;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+            s->p++;
+        if (digits(s))
+            return -1;
+    }
+    return 0;
+}
+
+static int scan_lit(scanner_t *s, const char *lit, size_t n)
+{
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n))
+        return -1;
+    s->p += n;
+    return 0;
+}
+
+static int scan_value(scanner_t *s, jspan_t *out)
+{
+    skip_ws(s);
+    if (s->p >= s->end)
+        return -1;
+    const char *start = s->p;
+    jtype_t t;
+    int rc;
+    switch (*s->p) {
+    case '{':
+    case '[': {
+        char close = *s->p == '{' ? '}' : ']';
+        t = *s->p == '{' ? JT_OBJECT : JT_ARRAY;
+        if (++s->depth > JSCAN_MAX_DEPTH)
+            return -1;
+        s->p++;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == close) {
+            s->p++;
+            s->depth--;
+            rc = 0;
+            break;
+        }
+        for (;;) {
+            jspan_t v;
+            if (t == JT_OBJECT) {
+                skip_ws(s);
+                if (s->p >= s->end || *s->p != '"' || scan_string(s))
+                    return -1;
+                skip_ws(s);
+                if (s->p >= s->end || *s->p != ':')
+                    return -1;
+                s->p++;
+            }
+            if (scan_value(s, &v))
+                return -1;
+            skip_ws(s);
+            if (s->p >= s->end)
+                return -1;
+            if (*s->p == ',') {
+                s->p++;
+                continue;
+            }
+            if (*s->p != close)
+                return -1;
+            s->p++;
+            break;
+        }
+        s->depth--;
+        rc = 0;
+        break;
+    }
+    case '"': t = JT_STRING; rc = scan_string(s); break;
+    case 't': t = JT_TRUE; rc = scan_lit(s, "true", 4); break;
+    case 'f': t = JT_FALSE; rc = scan_lit(s, "false", 5); break;
+    case 'n': t = JT_NULL; rc = scan_lit(s, "null", 4); break;
+    default:
+        if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) {
+            t = JT_NUMBER;
+            rc = scan_number(s);
+        } else {
+            return -1;
+        }
+    }
+    if (rc)
+        return -1;
+    out->p = start;
+    out->n = (size_t)(s->p - start);
+    out->t = t;
+    return 0;
+}
+
+int jscan_validate(const char *p, size_t n, jspan_t *root, size_t *errpos)
+{
+    scanner_t s = {p, p + n, 0};
+    jspan_t v;
+    if (scan_value(&s, &v) == 0) {
+        skip_ws(&s);
+        if (s.p == s.end) {
+            if (root)
+                *root = v;
+            return 0;
+        }
+    }
+    if (errpos)
+        *errpos = (size_t)(s.p - p);
+    return -1;
+}
+
+/* Skips one already-validated value; cheap because no checks are repeated. */
+static const char *skip_value(const char *p, const char *end, jtype_t *t)
+{
+    switch (*p) {
+    case '"':
+        *t = JT_STRING;
+        for (p++; p < end; p++) {
+            if (*p == '\\')
+                p++;
+            else if (*p == '"')
+                return p + 1;
+        }
+        return end;
+    case '{':
+    case '[': {
+        *t = *p == '{' ? JT_OBJECT : JT_ARRAY;
+        int depth = 0;
+        for (; p < end; p++) {
+            if (*p == '"') {
+                for (p++; p < end && *p != '"'; p++)
+                    if (*p == '\\')
+                        p++;
+            } else if (*p == '{' || *p == '[') {
+                depth++;
+            } else if (*p == '}' || *p == ']') {
+                if (--depth == 0)
+                    return p + 1;
+            }
+        }
+        return end;
+    }
+    case 't': *t = JT_TRUE; return p + 4;
+    case 'f': *t = JT_FALSE; return p + 5;
+    case 'n': *t = JT_NULL; return p + 4;
+    default:
+        *t = JT_NUMBER;
+        while (p < end && (strchr("+-.eE", *p) || (*p >= '0' && *p <= '9')))
+            p++;
+        return p;
+    }
+}
+
+static const char *ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+void jobj_iter(jiter_t *it, jspan_t obj)
+{
+    it->p = obj.p + 1;
+    it->end = obj.p + obj.n - 1;
+}
+
+bool jobj_next(jiter_t *it, jspan_t *key, jspan_t *val)
+{
+    const char *p = ws(it->p, it->end);
+    if (p < it->end && *p == ',')
+        p = ws(p + 1, it->end);
+    if (p >= it->end || *p != '"')
+        return false;
+    key->p = p;
+    p = skip_value(p, it->end, &key->t);
+    key->n = (size_t)(p - key->p);
+    p = ws(p, it->end);
+    p = ws(p + 1, it->end); /* ':' */
+    val->p = p;
+    p = skip_value(p, it->end, &val->t);
+    val->n = (size_t)(p - val->p);
+    it->p = p;
+    return true;
+}
+
+void jarr_iter(jiter_t *it, jspan_t arr) { jobj_iter(it, arr); }
+
+bool jarr_next(jiter_t *it, jspan_t *val)
+{
+    const char *p = ws(it->p, it->end);
+    if (p < it->end && *p == ',')
+        p = ws(p + 1, it->end);
+    if (p >= it->end)
+        return false;
+    val->p = p;
+    p = skip_value(p, it->end, &val->t);
+    val->n = (size_t)(p - val->p);
+    it->p = p;
+    return true;
+}
+
+bool jobj_get(jspan_t obj, const char *name, jspan_t *val)
+{
+    if (obj.t != JT_OBJECT)
+        return false;
+    jiter_t it;
+    jspan_t k, v;
+    bool found = false;
+    jobj_iter(&it, obj);
+    while (jobj_next(&it, &k, &v))
+        if (jstr_eq(k, name)) {
+            *val = v;
+            found = true;
+        }
+    return found;
+}
+
+bool jobj_empty(jspan_t obj)
+{
+    return ws(obj.p + 1, obj.p + obj.n - 1) >= obj.p + obj.n - 1;
+}
+
+bool jstr_eq(jspan_t s, const char *lit)
+{
+    size_t n = strlen(lit);
+    if (s.t != JT_STRING)
+        return false;
+    if (s.n == n + 2 && memcmp(s.p + 1, lit, n) == 0)
+        return true;
+    if (!memchr(s.p, '\\', s.n))
+        return false;
+    char buf[256];
+    size_t got;
+    return n < sizeof(buf) && jstr_get(s, buf, sizeof(buf), &got) == 0 && got == n &&
+           memcmp(buf, lit, n) == 0;
+}
+
+static size_t put_utf8(char *o, unsigned cp)
+{
+    if (cp < 0x80) { o[0] = (char)cp; return 1; }
+    if (cp < 0x800) { o[0] = (char)(0xc0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3f)); return 2; }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xe0 | (cp >> 12)); o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        o[2] = (char)(0x80 | (cp & 0x3f)); return 3;
+    }
+    o[0] = (char)(0xf0 | (cp >> 18)); o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+static unsigned hex4(const char *p)
+{
+    return (unsigned)(hexval(p[0]) << 12 | hexval(p[1]) << 8 | hexval(p[2]) << 4 | hexval(p[3]));
+}
+
+int jstr_get(jspan_t s, char *out, size_t outlen, size_t *outn)
+{
+    if (s.t != JT_STRING || s.n < 2)
+        return -1;
+    const char *p = s.p + 1, *end = s.p + s.n - 1;
+    size_t o = 0;
+    while (p < end) {
+        char tmp[4];
+        size_t k = 1;
+        if (*p != '\\') {
+            tmp[0] = *p++;
+        } else {
+            p++;
+            switch (*p) {
+            case 'b': tmp[0] = '\b'; break;
+            case 'f': tmp[0] = '\f'; break;
+            case 'n': tmp[0] = '\n'; break;
+            case 'r': tmp[0] = '\r'; break;
+            case 't': tmp[0] = '\t'; break;
+            case 'u': {
+                unsigned cp = hex4(p + 1);
+                p += 4;
+                if (cp >= 0xd800 && cp <= 0xdbff && end - p >= 7 && p[1] == '\\' && p[2] == 'u') {
+                    unsigned lo = hex4(p + 3);
+                    if (lo >= 0xdc00 && lo <= 0xdfff) {
+                        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                        p += 6;
+                    }
+                }
+                if (cp >= 0xd800 && cp <= 0xdfff)
+                    cp = 0xfffd; /* lone surrogate */
+                k = put_utf8(tmp, cp);
+                break;
+            }
+            default: tmp[0] = *p; /* " \ / */
+            }
+            p++;
+        }
+        if (o + k >= outlen)
+            return -1;
+        memcpy(out + o, tmp, k);
+        o += k;
+    }
+    out[o] = '\0';
+    if (outn)
+        *outn = o;
+    return 0;
+}
+
+int jnum_double(jspan_t s, double *out)
+{
+    char buf[64];
+    if (s.t != JT_NUMBER || s.n >= sizeof(buf))
+        return -1;
+    memcpy(buf, s.p, s.n);
+    buf[s.n] = '\0';
+    *out = strtod(buf, NULL);
+    return 0;
+}
+
+int jnum_u53(jspan_t s, uint64_t *out)
+{
+    if (s.t != JT_NUMBER)
+        return -1;
+    /* fast path: plain digits */
+    if (s.n <= 16 && s.p[0] != '-') {
+        uint64_t v = 0;
+        size_t i;
+        for (i = 0; i < s.n && s.p[i] >= '0' && s.p[i] <= '9'; i++)
+            v = v * 10 + (uint64_t)(s.p[i] - '0');
+        if (i == s.n) {
+            if (v > 9007199254740991ULL)
+                return -1;
+            *out = v;
+            return 0;
+        }
+    }
+    double d;
+    if (jnum_double(s, &d) || !(d >= 0) || d > 9007199254740991.0 || floor(d) != d)
+        return -1;
+    *out = (uint64_t)d;
+    return 0;
+}

@@ -1,0 +1,17 @@
+/* loop: the event loop both binaries run — one lws context serviced by the main
+ * thread — and the signal handling that ends it. Handlers only set a flag and
+ * wake the loop (lws_cancel_service); the loop acts on the flag. */
+#ifndef MICRO_LOOP_H
+#define MICRO_LOOP_H
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+
+struct lws_context *loop_create(void);
+/* SIGTERM/SIGINT request a stop; SIGPIPE is ignored. */
+void loop_install_signals(struct lws_context *ctx);
+/* 0 while running; the signal number once one arrived. */
+int  loop_signal(void);
+void loop_destroy(struct lws_context *ctx);
+
+#endif

@@ -1,0 +1,444 @@
+#include "wsconn.h"
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Per-session data lws allocates for every wsi of our protocol: only plain HTTP
+ * uses it (the answer waiting for WRITEABLE). WebSocket state is the wsconn,
+ * held as the wsi's opaque user data. */
+typedef struct pss {
+    char  *body;
+    size_t len;
+    int    status;
+    const char *ctype;
+} pss_t;
+
+static wsconn_t *conn_new(wsnet_t *n, void *user)
+{
+    wsconn_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->net = n;
+    c->user = user;
+    sbuf_init(&c->rx, 0, n->max_frame);
+    modem_init(&c->modem, n->ctx, (modem_send_t)wsconn_send, c, n->max_pending);
+    return c;
+}
+
+static void queue_clear(wsconn_t *c)
+{
+    while (c->qhead) {
+        wsmsg_t *m = c->qhead;
+        c->qhead = m->next;
+        free(m);
+    }
+    c->qtail = NULL;
+    c->qbytes = 0;
+}
+
+/* The one place a connection ends: fail what is pending, tell the owner, free. */
+static void conn_finish(wsconn_t *c)
+{
+    wsnet_t *n = c->net;
+    lws_sul_cancel(&c->dial_timer);
+    if (c->wsi)
+        lws_set_opaque_user_data(c->wsi, NULL);
+    c->wsi = NULL;
+    c->closing = true;
+    if (c->established && n->nconns)
+        n->nconns--;
+    if (c->established && !c->outbound && n->naccepted)
+        n->naccepted--;
+    modem_close(&c->modem);
+    if (n->ops->on_close)
+        n->ops->on_close(c);
+    queue_clear(c);
+    sbuf_free(&c->rx);
+    free(c);
+}
+
+int wsconn_send(wsconn_t *c, sbuf_t *frame)
+{
+    if (c->closing || !c->wsi || frame->err)
+        return -1;
+    if (frame->len > c->net->max_frame || c->qbytes + frame->len > c->net->max_queue) {
+        c->net->stats.queue_full++;
+        return -1;
+    }
+    /* The frame was built with WSMSG_HEADROOM in front: its allocation becomes the
+     * queue entry as it is, no copy. */
+    size_t len = frame->len;
+    if (frame->head != WSMSG_HEADROOM || !frame->buf)
+        return -1;
+    wsmsg_t *m = (wsmsg_t *)sbuf_steal(frame);
+    m->next = NULL;
+    m->len = len;
+    if (c->qtail)
+        c->qtail->next = m;
+    else
+        c->qhead = m;
+    c->qtail = m;
+    c->qbytes += len;
+    if (c->established)
+        lws_callback_on_writable(c->wsi);
+    /* Backpressure: a peer that does not read its answers stops being read. */
+    if (!c->rx_paused && c->qbytes > c->net->max_queue / 2) {
+        c->rx_paused = true;
+        lws_rx_flow_control(c->wsi, 0);
+    }
+    return 0;
+}
+
+static int flush_queue(wsconn_t *c)
+{
+    while (c->qhead && !lws_send_pipe_choked(c->wsi)) {
+        wsmsg_t *m = c->qhead;
+        int w = lws_write(c->wsi, (unsigned char *)m + WSMSG_HEADROOM, m->len, LWS_WRITE_TEXT);
+        c->qhead = m->next;
+        if (!c->qhead)
+            c->qtail = NULL;
+        c->qbytes -= m->len;
+        free(m);
+        if (w < 0)
+            return -1;
+        c->net->stats.frames_out++;
+    }
+    if (c->qhead)
+        lws_callback_on_writable(c->wsi);
+    if (c->rx_paused && c->qbytes <= c->net->max_queue / 4) {
+        c->rx_paused = false;
+        lws_rx_flow_control(c->wsi, 1);
+    }
+    return 0;
+}
+
+static void dispatch(wsconn_t *c, const char *buf, size_t len)
+{
+    wsnet_t *n = c->net;
+    frame_t f;
+    int rc = frame_decode(buf, len, &f);
+    n->stats.frames_in++;
+    if (rc) {
+        /* The reference ignores what it cannot parse; we count it and go on. */
+        n->stats.bad_frames++;
+        LOG_DEBUG("bad frame dropped", "peer=%s err=\"%s\" len=%zu", c->key, frame_strerror(rc), len);
+        return;
+    }
+    switch (f.mode) {
+    case FRAME_RESPONSE:
+        modem_on_response(&c->modem, &f);
+        break;
+    case FRAME_REQUEST:
+        n->ops->on_request(c, &f);
+        break;
+    case FRAME_ABORT:
+        if (n->ops->on_abort)
+            n->ops->on_abort(c, f.target);
+        break;
+    }
+}
+
+static int on_receive(wsconn_t *c, struct lws *wsi, const char *in, size_t len)
+{
+    wsnet_t *n = c->net;
+    bool first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi);
+    size_t remaining = lws_remaining_packet_payload(wsi);
+    if (first)
+        sbuf_reset(&c->rx);
+    if (c->rx.len + len + remaining > n->max_frame) {
+        n->stats.oversized++;
+        LOG_WARN("frame too large, closing", "peer=%s limit=%zu", c->key, n->max_frame);
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too large", 17);
+        return -1;
+    }
+    if (first && final && !remaining) {
+        dispatch(c, in, len); /* the common case: no copy */
+        return 0;
+    }
+    if (sbuf_add(&c->rx, in, len)) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
+        return -1;
+    }
+    if (final && !remaining) {
+        dispatch(c, sbuf_data(&c->rx), c->rx.len);
+        sbuf_reset(&c->rx);
+    }
+    return 0;
+}
+
+static void established(wsconn_t *c)
+{
+    c->established = true;
+    c->net->nconns++;
+    lws_sul_cancel(&c->dial_timer);
+    if (c->net->ops->on_open)
+        c->net->ops->on_open(c);
+    if (c->qhead && c->wsi)
+        lws_callback_on_writable(c->wsi);
+}
+
+/* ---- plain HTTP on the listening port ---- */
+
+static int http_request(wsnet_t *n, struct lws *wsi, pss_t *pss, const char *path)
+{
+    http_reply_t r = {.status = 0, .ctype = "application/json"};
+    sbuf_init(&r.body, 0, 0);
+    n->stats.http_requests++;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
+        r.status = 405;
+        sbuf_adds(&r.body, "{\"error\":\"method not allowed\"}");
+    } else if (n->ops->http) {
+        n->ops->http(n, path, &r);
+    }
+    if (!r.status) {
+        r.status = 404;
+        sbuf_reset(&r.body);
+        sbuf_adds(&r.body, "{\"error\":\"not found\"}");
+    }
+    pss->status = r.status;
+    pss->ctype = r.ctype;
+    pss->len = r.body.len;
+    pss->body = r.body.len ? strdup(sbuf_data(&r.body)) : NULL;
+    sbuf_free(&r.body);
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int http_writeable(struct lws *wsi, pss_t *pss)
+{
+    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+    if (!pss->status)
+        return 0;
+    if (lws_add_http_common_headers(wsi, (unsigned)pss->status, pss->ctype, pss->len, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    int rc = 0;
+    if (pss->len) {
+        unsigned char *buf = malloc(LWS_PRE + pss->len);
+        if (!buf)
+            return -1;
+        memcpy(buf + LWS_PRE, pss->body, pss->len);
+        rc = lws_write(wsi, buf + LWS_PRE, pss->len, LWS_WRITE_HTTP_FINAL) < 0;
+        free(buf);
+    }
+    free(pss->body);
+    pss->body = NULL;
+    pss->status = 0;
+    if (rc)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* ---- the protocol callback ---- */
+
+int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                        void *in, size_t len)
+{
+    const struct lws_protocols *proto = lws_get_protocol(wsi);
+    wsnet_t *n = proto ? proto->user : NULL;
+    wsconn_t *c = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    pss_t *pss = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return n ? http_request(n, wsi, pss, in ? in : "/") : -1;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return http_writeable(wsi, pss);
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (pss) {
+            free(pss->body);
+            pss->body = NULL;
+            pss->status = 0;
+        }
+        break;
+
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        char path[1024];
+        addr_t caller;
+        const char *ns;
+        size_t nslen;
+        if (!n || lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
+            return -1;
+        int rc = addr_parse_handshake(path, strlen(path), &caller, &ns, &nslen);
+        if (rc) {
+            n->stats.conns_rejected++;
+            LOG_INFO("handshake refused", "path=\"%.64s\" err=\"%s\"", path, addr_strerror(rc));
+            return -1;
+        }
+        if (n->naccepted >= n->max_conns) {
+            n->stats.conns_rejected++;
+            LOG_WARN("connection limit reached, refusing peer", "limit=%zu", n->max_conns);
+            return -1;
+        }
+        char nsbuf[ADDR_NS_MAX];
+        memcpy(nsbuf, ns, nslen);
+        nsbuf[nslen] = '\0';
+        if (n->ops->accept && n->ops->accept(n, wsi, &caller, nsbuf)) {
+            n->stats.conns_rejected++;
+            return -1;
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED: {
+        char path[1024];
+        const char *ns;
+        size_t nslen;
+        if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
+            return -1;
+        c = conn_new(n, NULL);
+        if (!c)
+            return -1;
+        addr_parse_handshake(path, strlen(path), &c->peer, &ns, &nslen);
+        memcpy(c->ns, ns, nslen);
+        c->ns[nslen] = '\0';
+        addr_format_key(c->peer.host, c->peer.port, c->key, sizeof(c->key));
+        c->wsi = wsi;
+        lws_set_opaque_user_data(wsi, c);
+        n->stats.conns_accepted++;
+        n->naccepted++;
+        established(c);
+        break;
+    }
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        if (c)
+            established(c);
+        break;
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        if (c) {
+            n->stats.dial_failures++;
+            LOG_DEBUG("dial failed", "peer=%s err=\"%s\"", c->key, in ? (const char *)in : "?");
+            conn_finish(c);
+        }
+        break;
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        if (!c || c->closing)
+            return c ? -1 : 0;
+        return on_receive(c, wsi, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        if (!c)
+            return 0;
+        if (c->closing) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_NOSTATUS, NULL, 0);
+            return -1;
+        }
+        return flush_queue(c);
+    case LWS_CALLBACK_CLOSED:
+    case LWS_CALLBACK_CLIENT_CLOSED:
+        if (c)
+            conn_finish(c);
+        break;
+    case LWS_CALLBACK_WSI_DESTROY:
+        /* a client that never reached CONNECTION_ERROR/CLOSED still ends here */
+        if (c)
+            conn_finish(c);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* ---- dialing ---- */
+
+static void dial_timeout(lws_sorted_usec_list_t *sul)
+{
+    wsconn_t *c = lws_container_of(sul, wsconn_t, dial_timer);
+    if (c->established || !c->wsi)
+        return;
+    LOG_DEBUG("handshake timeout", "peer=%s", c->key);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_AWAITING_SERVER_RESPONSE, LWS_TO_KILL_ASYNC);
+}
+
+wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
+                      int64_t handshake_timeout_ms, void *user)
+{
+    wsconn_t *c = conn_new(n, user);
+    if (!c)
+        return NULL;
+    c->outbound = true;
+    c->peer = *target;
+    addr_format_key(target->host, target->port, c->key, sizeof(c->key));
+
+    struct lws_client_connect_info i;
+    memset(&i, 0, sizeof(i));
+    i.context = n->ctx;
+    i.vhost = n->vhost;
+    i.address = c->peer.host;
+    i.port = (int)c->peer.port;
+    i.path = path;
+    i.host = c->key;
+    i.origin = NULL;
+    i.protocol = NULL; /* reference peers send no subprotocol */
+    i.local_protocol_name = n->proto_name;
+    i.opaque_user_data = c;
+    i.pwsi = &c->wsi;
+    n->stats.conns_dialed++;
+    if (!lws_client_connect_via_info(&i)) {
+        /* lws may or may not have reported CONNECTION_ERROR through the callback
+         * (which frees c via conn_finish); it never does once pwsi is cleared. */
+        n->stats.dial_failures++;
+        if (c->wsi == NULL) {
+            modem_close(&c->modem);
+            sbuf_free(&c->rx);
+            free(c);
+        }
+        return NULL;
+    }
+    if (handshake_timeout_ms > 0)
+        lws_sul_schedule(n->ctx, 0, &c->dial_timer, dial_timeout, handshake_timeout_ms * LWS_US_PER_MS);
+    return c;
+}
+
+void wsconn_close(wsconn_t *c)
+{
+    if (c->closing || !c->wsi)
+        return;
+    c->closing = true;
+    if (c->established) {
+        /* say goodbye with a close frame from WRITEABLE, like the reference */
+        lws_callback_on_writable(c->wsi);
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
+    } else {
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_AWAITING_SERVER_RESPONSE, LWS_TO_KILL_ASYNC);
+    }
+}
+
+void wsconn_close_code(wsconn_t *c, int code, const char *reason)
+{
+    if (c->wsi && c->established)
+        lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)reason,
+                         reason ? strlen(reason) : 0);
+    wsconn_close(c);
+}
+
+int wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
+                 const struct lws_protocols *protocols)
+{
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.vhost_name = name;
+    info.port = port ? port : CONTEXT_PORT_NO_LISTEN;
+    info.protocols = protocols;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    if (bind && port) {
+        /* "0.0.0.0" means all IPv4 interfaces; "::" dual stack; else an address */
+        if (!strcmp(bind, "0.0.0.0")) {
+            info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+        } else if (!strcmp(bind, "::")) {
+            info.iface = NULL;
+        } else {
+            info.iface = bind;
+            if (!strchr(bind, ':'))
+                info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+        }
+    }
+    info.keepalive_timeout = 60;
+    info.timeout_secs = 10;
+    n->proto_name = protocols[0].name;
+    n->vhost = lws_create_vhost(n->ctx, &info);
+    return n->vhost ? 0 : -1;
+}

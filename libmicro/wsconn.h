@@ -1,0 +1,108 @@
+/* wsconn: peer connections over libwebsockets, shared by registry and sidecar.
+ * A wsnet is one listening port (WebSocket peers + plain HTTP GETs) plus the
+ * connections it dials; a wsconn is one peer connection with its modem, a bounded
+ * send queue and a bounded receive buffer. Everything here runs on the loop
+ * thread; connections are freed by lws callbacks, never while the owner's
+ * callback is on the stack (wsconn_close only schedules). */
+#ifndef MICRO_WSCONN_H
+#define MICRO_WSCONN_H
+
+#include "addr.h"
+#include "frame.h"
+#include "modem.h"
+#include "sbuf.h"
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+
+typedef struct wsnet wsnet_t;
+typedef struct wsconn wsconn_t;
+
+/* A plain-HTTP answer built by the owner's http op. */
+typedef struct http_reply {
+    int         status;
+    const char *ctype;   /* default application/json */
+    sbuf_t      body;
+} http_reply_t;
+
+typedef struct wsnet_ops {
+    /* A WebSocket handshake arrived with a well-formed path. Return 0 to accept. */
+    int  (*accept)(wsnet_t *n, struct lws *wsi, const addr_t *caller, const char *ns);
+    void (*on_open)(wsconn_t *c);                       /* handshake done, either side */
+    void (*on_request)(wsconn_t *c, const frame_t *f);  /* REQUEST frame (twoway or push) */
+    void (*on_abort)(wsconn_t *c, uint64_t target);     /* ABORT of a request it sent us */
+    void (*on_close)(wsconn_t *c);                      /* pending requests already failed */
+    /* GET on the listening port without Upgrade. Fill reply; status 0 = 404. */
+    void (*http)(wsnet_t *n, const char *path, http_reply_t *reply);
+} wsnet_ops_t;
+
+typedef struct wsnet_stats {
+    uint64_t conns_accepted, conns_dialed, conns_rejected, dial_failures;
+    uint64_t frames_in, frames_out, bad_frames, oversized, queue_full;
+    uint64_t http_requests;
+} wsnet_stats_t;
+
+struct wsnet {
+    struct lws_context *ctx;
+    struct lws_vhost   *vhost;
+    const wsnet_ops_t  *ops;
+    const char         *proto_name;
+    void   *user;
+    size_t  max_frame;   /* largest message accepted or sent, bytes */
+    size_t  max_queue;   /* bytes queued per connection before sends fail */
+    size_t  max_conns;   /* accepted connections */
+    size_t  max_pending; /* requests in flight per connection */
+    size_t  nconns;      /* established connections, both directions */
+    size_t  naccepted;
+    wsnet_stats_t stats;
+};
+
+/* A queued frame: this header, LWS_PRE bytes, then the frame text, all in the
+ * allocation of the sbuf the frame was built in (see WSMSG_HEADROOM). */
+typedef struct wsmsg {
+    struct wsmsg *next;
+    size_t        len;
+} wsmsg_t;
+_Static_assert(sizeof(wsmsg_t) == 16, "WSMSG_HEADROOM assumes a 16-byte header");
+
+struct wsconn {
+    wsnet_t     *net;
+    struct lws  *wsi;            /* NULL once lws let go of it */
+    bool         outbound;
+    bool         established;
+    bool         closing;
+    bool         rx_paused;
+    addr_t       peer;           /* identity: handshake path (inbound) or dial target */
+    char         key[ADDR_KEY_MAX];
+    char         ns[ADDR_NS_MAX]; /* inbound: the caller's namespace */
+    modem_t      modem;
+    wsmsg_t     *qhead, *qtail;
+    size_t       qbytes;
+    sbuf_t       rx;
+    lws_sorted_usec_list_t dial_timer;
+    void        *user;           /* the owner's per-connection state */
+};
+
+/* The lws protocol callback: put it in protocols[0] of the vhost and set that
+ * protocol's `user` to the wsnet. */
+int  wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                         void *in, size_t len);
+
+/* Creates the listening vhost for a wsnet. bind is an address ("0.0.0.0", "::",
+ * "127.0.0.1"); port 0 = no listener (dial only). Returns 0 or -1. */
+int  wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
+                  const struct lws_protocols *protocols);
+
+/* Dials ws://target/path. Returns the connection (not yet open; on_open or
+ * on_close follows), or NULL on immediate failure. */
+wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
+                      int64_t handshake_timeout_ms, void *user);
+/* Queues a frame built in an sbuf with LWS_PRE headroom (steals the buffer).
+ * Returns 0, or -1 if the connection is closing or its queue is full. */
+int  wsconn_send(wsconn_t *c, sbuf_t *frame);
+/* Closes asynchronously; on_close follows from the loop. */
+void wsconn_close(wsconn_t *c);
+/* Closes with a WebSocket status code (e.g. 1008 policy) asynchronously. */
+void wsconn_close_code(wsconn_t *c, int code, const char *reason);
+
+#endif

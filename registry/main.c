@@ -1,0 +1,84 @@
+/* micro-registry: entry point. Reads the configuration (flags > env > YAML file >
+ * defaults), starts the registry on one lws loop, and on SIGTERM/SIGINT closes
+ * every peer connection and exits 0. */
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+#include "registry.h"
+#include "util.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define T registry_config_t
+static const cfg_opt_t options[] = {
+    {.name = "port", .env = "MICRO_REGISTRY_PORT", .type = CFG_INT, .min = 1, .max = 65535,
+     .def = "9000", .offset = offsetof(T, port), .help = "WebSocket and HTTP port"},
+    {.name = "bind", .env = "MICRO_REGISTRY_BIND", .type = CFG_STR, .def = "0.0.0.0",
+     .offset = offsetof(T, bind), .help = "listen address (:: for dual stack)"},
+    {.name = "heartbeat-timeout-ms", .env = "MICRO_HEARTBEAT_TIMEOUT_MS", .type = CFG_INT, .min = 1,
+     .max = 86400000, .def = "20000", .offset = offsetof(T, heartbeat_timeout_ms),
+     .help = "close a connection this long without a heartbeat"},
+    {.name = "sweep-interval-ms", .env = "MICRO_SWEEP_INTERVAL_MS", .type = CFG_INT, .min = 1,
+     .max = 3600000, .def = "1000", .offset = offsetof(T, sweep_interval_ms),
+     .help = "how often to look for stale connections"},
+    {.name = "max-frame-bytes", .env = "MICRO_MAX_FRAME_BYTES", .type = CFG_INT, .min = 1024,
+     .max = 268435456, .def = "1048576", .offset = offsetof(T, max_frame_bytes),
+     .help = "largest WebSocket message; a bigger one closes the connection with 1009"},
+    {.name = "max-connections", .env = "MICRO_MAX_CONNECTIONS", .type = CFG_INT, .min = 1,
+     .max = 1000000, .def = "10000", .offset = offsetof(T, max_connections),
+     .help = "peer connections accepted at once; more are refused"},
+    {.name = "mesh-token", .env = "MICRO_MESH_TOKEN", .type = CFG_STR,
+     .offset = offsetof(T, mesh_token),
+     .help = "require ?token=<this> on every peer handshake"},
+    {.name = "verify-peer-address", .env = "MICRO_VERIFY_PEER_ADDRESS", .type = CFG_BOOL,
+     .def = "false", .offset = offsetof(T, verify_peer_address),
+     .help = "refuse a handshake whose claimed host is not its source address"},
+    CFG_LOG_OPTS(T, log_level, log_format),
+    CFG_END
+};
+#undef T
+
+int main(int argc, char **argv)
+{
+    registry_t r = {0};
+    int rc = cfg_load(options, &r.cfg, argc, argv, "micro-registry", MICRO_VERSION,
+                      "The micro registry: namespace -> instances over WebSocket (PROTOCOL.md).",
+                      "MICRO_CONFIG");
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    log_init(r.cfg.log_level, r.cfg.log_format, "micro-registry");
+    log_route_lws();
+    long nofile = raise_nofile_limit();
+
+    struct lws_context *ctx = loop_create();
+    if (!ctx) {
+        LOG_ERROR("cannot create the event loop");
+        return 1;
+    }
+    loop_install_signals(ctx);
+    if (registry_start(&r, ctx)) {
+        LOG_ERROR("cannot listen", "bind=%s port=%lld", r.cfg.bind, r.cfg.port);
+        loop_destroy(ctx);
+        cfg_free(options, &r.cfg);
+        return 1;
+    }
+    LOG_INFO("micro-registry listening", "bind=%s port=%lld version=%s nofile=%ld", r.cfg.bind,
+             r.cfg.port, MICRO_VERSION, nofile);
+
+    while (!loop_signal())
+        if (lws_service(ctx, 0) < 0)
+            break;
+
+    LOG_INFO("shutting down", "signal=%d instances=%zu", loop_signal(), hmap_len(&r.by_key));
+    registry_close_all(&r);
+    /* Let the close frames go out, but never wait long for a peer. */
+    int64_t deadline = now_ms() + 1000;
+    while (r.net.nconns && now_ms() < deadline)
+        lws_service(ctx, 0);
+    loop_destroy(ctx);
+    registry_free(&r);
+    cfg_free(options, &r.cfg);
+    return 0;
+}

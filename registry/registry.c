@@ -1,0 +1,405 @@
+#include "registry.h"
+
+#include "log.h"
+#include "prom.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* One registered connection. The namespace keeps instances in an array so that a
+ * uniform random choice is one index; `idx` makes removal O(1) (swap with last). */
+typedef struct nsentry nsentry_t;
+typedef struct instance {
+    char       key[ADDR_KEY_MAX];
+    wsconn_t  *conn;
+    nsentry_t *ns;
+    size_t     idx;
+    int64_t    last_heartbeat_ms;
+} instance_t;
+
+struct nsentry {
+    char         name[ADDR_NS_MAX];
+    instance_t **v;
+    size_t       n, cap;
+};
+
+static registry_t *reg_of(wsnet_t *n) { return n->user; }
+
+static int ns_add(registry_t *r, instance_t *in, const char *name)
+{
+    nsentry_t *e = hmap_gets(&r->by_ns, name);
+    if (!e) {
+        int err;
+        e = calloc(1, sizeof(*e));
+        if (!e)
+            return -1;
+        snprintf(e->name, sizeof(e->name), "%s", name);
+        hmap_put(&r->by_ns, e->name, strlen(e->name), e, &err);
+        if (err) {
+            free(e);
+            return -1;
+        }
+    }
+    if (e->n == e->cap) {
+        size_t ncap = e->cap ? e->cap * 2 : 4;
+        instance_t **nv = realloc(e->v, ncap * sizeof(*nv));
+        if (!nv)
+            return -1;
+        e->v = nv;
+        e->cap = ncap;
+    }
+    in->ns = e;
+    in->idx = e->n;
+    e->v[e->n++] = in;
+    return 0;
+}
+
+static void ns_remove(registry_t *r, instance_t *in)
+{
+    nsentry_t *e = in->ns;
+    if (!e)
+        return;
+    e->v[in->idx] = e->v[--e->n];
+    e->v[in->idx]->idx = in->idx;
+    in->ns = NULL;
+    if (!e->n) {
+        hmap_del(&r->by_ns, e->name, strlen(e->name));
+        free(e->v);
+        free(e);
+    }
+}
+
+/* Takes an instance out of membership; its connection may still be closing. */
+static void instance_drop(registry_t *r, instance_t *in)
+{
+    ns_remove(r, in);
+    hmap_del_if(&r->by_key, in->key, strlen(in->key), in);
+}
+
+/* ---- connection events ---- */
+
+static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const char *ns)
+{
+    registry_t *r = reg_of(n);
+    if (r->cfg.mesh_token && *r->cfg.mesh_token) {
+        char tok[256];
+        if (lws_get_urlarg_by_name(wsi, "token=", tok, sizeof(tok)) == NULL ||
+            strcmp(tok, r->cfg.mesh_token) != 0) {
+            LOG_WARN("handshake refused: bad mesh token", "caller=%s:%u ns=%s", caller->host, caller->port, ns);
+            return -1;
+        }
+    }
+    if (r->cfg.verify_peer_address) {
+        char ip[64];
+        lws_get_peer_simple(wsi, ip, sizeof(ip));
+        const char *p = ip;
+        if (!strncmp(p, "::ffff:", 7))
+            p += 7;
+        if (strcmp(p, caller->host) != 0) {
+            LOG_WARN("handshake refused: claimed host is not the source address",
+                     "claimed=%s source=%s ns=%s", caller->host, ip, ns);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void on_open(wsconn_t *c)
+{
+    registry_t *r = reg_of(c->net);
+    instance_t *in = calloc(1, sizeof(*in));
+    if (!in) {
+        wsconn_close(c);
+        return;
+    }
+    snprintf(in->key, sizeof(in->key), "%s", c->key);
+    in->conn = c;
+    in->last_heartbeat_ms = now_ms();
+    int err;
+    instance_t *old = hmap_put(&r->by_key, in->key, strlen(in->key), in, &err);
+    if (err || ns_add(r, in, c->ns)) {
+        hmap_del_if(&r->by_key, in->key, strlen(in->key), in);
+        free(in);
+        wsconn_close(c);
+        return;
+    }
+    c->user = in;
+    if (old) {
+        /* The same host:port registered again (a restarted pod, a reconnect that
+         * beat the old socket's close): the newest connection wins. The old one is
+         * detached first so that its close cannot remove the new registration. */
+        r->replaced++;
+        ns_remove(r, old);
+        old->conn->user = NULL;
+        LOG_INFO("instance replaced by a new connection", "key=%s ns=%s", in->key, c->ns);
+        wsconn_close(old->conn);
+        free(old);
+    }
+    LOG_INFO("instance registered", "key=%s ns=%s", in->key, c->ns);
+}
+
+static void on_close(wsconn_t *c)
+{
+    registry_t *r = reg_of(c->net);
+    instance_t *in = c->user;
+    if (!in)
+        return;
+    LOG_INFO("instance removed", "key=%s ns=%s", in->key, c->ns);
+    instance_drop(r, in);
+    free(in);
+    c->user = NULL;
+}
+
+/* An exclude entry names this key, compared in canonical form ("[::1]:80"). */
+static bool key_matches(jspan_t item, const char *key)
+{
+    char raw[ADDR_KEY_MAX], canon[ADDR_KEY_MAX];
+    addr_t a;
+    if (item.t != JT_STRING || jstr_get(item, raw, sizeof(raw), NULL))
+        return false;
+    if (!addr_parse_key(raw, strlen(raw), &a) &&
+        addr_format_key(a.host, a.port, canon, sizeof(canon)) > 0)
+        return !strcmp(canon, key);
+    return !strcmp(raw, key);
+}
+
+/* /-/find {"namespace": ns, "exclude": ["host:port", ...]} */
+static void handle_find(registry_t *r, wsconn_t *c, const frame_t *f)
+{
+    char ns[ADDR_NS_MAX];
+    jspan_t v, ex = {0};
+    r->finds++;
+    if (f->payload.t != JT_OBJECT || !jobj_get(f->payload, "namespace", &v) ||
+        jstr_get(v, ns, sizeof(ns), NULL)) {
+        if (f->twoway)
+            modem_respond_err(&c->modem, f->id, 400, "find needs {\"namespace\": string}");
+        return;
+    }
+    if (!jobj_get(f->payload, "exclude", &ex) || ex.t != JT_ARRAY)
+        ex.t = JT_NONE;
+    nsentry_t *e = hmap_gets(&r->by_ns, ns);
+    instance_t *pick = NULL;
+    if (e && e->n) {
+        if (ex.t == JT_NONE) {
+            pick = e->v[rng_below(e->n)];
+        } else {
+            /* Reservoir sampling over the members that are not excluded: uniform,
+             * one pass, no allocation. The exclude list is short (broken peers). */
+            size_t seen = 0;
+            for (size_t i = 0; i < e->n; i++) {
+                bool excluded = false;
+                jiter_t it;
+                jspan_t item;
+                jarr_iter(&it, ex);
+                while (!excluded && jarr_next(&it, &item))
+                    excluded = key_matches(item, e->v[i]->key);
+                if (!excluded && rng_below(++seen) == 0)
+                    pick = e->v[i];
+            }
+        }
+    }
+    if (!f->twoway)
+        return;
+    if (!pick) {
+        r->find_misses++;
+        modem_respond_ok(&c->modem, f->id, NULL, 0);
+        return;
+    }
+    addr_t a;
+    addr_parse_key(pick->key, strlen(pick->key), &a);
+    sbuf_t b;
+    sbuf_init(&b, 0, 0);
+    sbuf_adds(&b, "{\"host\":");
+    sbuf_add_json_str(&b, a.host, strlen(a.host));
+    sbuf_printf(&b, ",\"port\":%u}", a.port);
+    modem_respond_ok(&c->modem, f->id, sbuf_data(&b), b.len);
+    sbuf_free(&b);
+}
+
+static void on_request(wsconn_t *c, const frame_t *f)
+{
+    registry_t *r = reg_of(c->net);
+    instance_t *in = c->user;
+    if (f->stream) {
+        if (f->twoway)
+            modem_respond_err(&c->modem, f->id, 501, "streaming requests are not supported");
+        return;
+    }
+    if (jstr_eq(f->url, "/-/heartbeat")) {
+        r->heartbeats++;
+        if (in)
+            in->last_heartbeat_ms = now_ms();
+        if (f->twoway)
+            modem_respond_ok(&c->modem, f->id, NULL, 0);
+    } else if (jstr_eq(f->url, "/-/find")) {
+        handle_find(r, c, f);
+    } else if (f->twoway) {
+        char url[512], msg[600];
+        jstr_get(f->url, url, sizeof(url), NULL);
+        snprintf(msg, sizeof(msg), "no route %s", url);
+        modem_respond_err(&c->modem, f->id, 404, msg);
+    }
+}
+
+/* ---- plain HTTP ---- */
+
+static void http_namespaces(registry_t *r, sbuf_t *b)
+{
+    void *v;
+    bool first = true;
+    sbuf_addc(b, '{');
+    for (size_t it = 0; (it = hmap_next(&r->by_ns, it, &v)) != 0;) {
+        nsentry_t *e = v;
+        if (!first)
+            sbuf_addc(b, ',');
+        first = false;
+        sbuf_add_json_str(b, e->name, strlen(e->name));
+        sbuf_add(b, ":[", 2);
+        for (size_t i = 0; i < e->n; i++) {
+            if (i)
+                sbuf_addc(b, ',');
+            sbuf_add_json_str(b, e->v[i]->key, strlen(e->v[i]->key));
+        }
+        sbuf_addc(b, ']');
+    }
+    sbuf_addc(b, '}');
+}
+
+static void http_metrics(registry_t *r, sbuf_t *b)
+{
+    const wsnet_stats_t *s = &r->net.stats;
+    void *v;
+    prom_head(b, "micro_registry_instances", "gauge", "Registered instances per namespace.");
+    for (size_t it = 0; (it = hmap_next(&r->by_ns, it, &v)) != 0;) {
+        nsentry_t *e = v;
+        prom_labeled(b, "micro_registry_instances", "namespace", e->name, (double)e->n);
+    }
+    prom_metric(b, "micro_registry_namespaces", "gauge", "Namespaces with at least one instance.", (double)hmap_len(&r->by_ns));
+    prom_metric(b, "micro_registry_connections", "gauge", "Open peer connections.", (double)r->net.nconns);
+    prom_metric(b, "micro_registry_connections_accepted_total", "counter", "Peer connections accepted.", (double)s->conns_accepted);
+    prom_metric(b, "micro_registry_connections_rejected_total", "counter", "Handshakes refused (bad path, limit, token, address).", (double)s->conns_rejected);
+    prom_metric(b, "micro_registry_finds_total", "counter", "/-/find requests.", (double)r->finds);
+    prom_metric(b, "micro_registry_find_misses_total", "counter", "/-/find answered with no instance.", (double)r->find_misses);
+    prom_metric(b, "micro_registry_heartbeats_total", "counter", "Heartbeats received.", (double)r->heartbeats);
+    prom_metric(b, "micro_registry_evictions_total", "counter", "Instances closed for missing heartbeats.", (double)r->evictions);
+    prom_metric(b, "micro_registry_replaced_total", "counter", "Registrations replaced by a newer connection for the same host:port.", (double)r->replaced);
+    prom_metric(b, "micro_registry_frames_in_total", "counter", "WebSocket messages received.", (double)s->frames_in);
+    prom_metric(b, "micro_registry_frames_out_total", "counter", "WebSocket messages sent.", (double)s->frames_out);
+    prom_metric(b, "micro_registry_bad_frames_total", "counter", "Messages dropped as malformed (not JSON, not a frame).", (double)s->bad_frames);
+    prom_metric(b, "micro_registry_oversized_frames_total", "counter", "Connections closed (1009) for a message over --max-frame-bytes.", (double)s->oversized);
+    prom_metric(b, "micro_registry_uptime_seconds", "gauge", "Seconds since start.", (double)(now_ms() - r->started_ms) / 1000.0);
+}
+
+static void on_http(wsnet_t *n, const char *path, http_reply_t *rep)
+{
+    registry_t *r = reg_of(n);
+    if (!strcmp(path, "/-/health")) {
+        rep->status = 200;
+        sbuf_printf(&rep->body, "{\"status\":\"ok\",\"uptime\":%.3f,\"namespaces\":%zu,\"instances\":%zu}",
+                    (double)(now_ms() - r->started_ms) / 1000.0, hmap_len(&r->by_ns), hmap_len(&r->by_key));
+    } else if (!strcmp(path, "/v1/namespaces")) {
+        rep->status = 200;
+        http_namespaces(r, &rep->body);
+    } else if (!strcmp(path, "/metrics")) {
+        rep->status = 200;
+        rep->ctype = "text/plain; version=0.0.4";
+        http_metrics(r, &rep->body);
+    }
+}
+
+/* ---- the sweep ---- */
+
+static void sweep(lws_sorted_usec_list_t *sul)
+{
+    registry_t *r = lws_container_of(sul, registry_t, sweep);
+    int64_t now = now_ms();
+    void *v;
+    /* Collect first: dropping entries while iterating would move slots. */
+    size_t nstale = 0, cap = 0;
+    instance_t **stale = NULL;
+    for (size_t it = 0; (it = hmap_next(&r->by_key, it, &v)) != 0;) {
+        instance_t *in = v;
+        if (now - in->last_heartbeat_ms >= r->cfg.heartbeat_timeout_ms) {
+            if (nstale == cap) {
+                cap = cap ? cap * 2 : 16;
+                instance_t **ns = realloc(stale, cap * sizeof(*ns));
+                if (!ns)
+                    break;
+                stale = ns;
+            }
+            stale[nstale++] = in;
+        }
+    }
+    for (size_t i = 0; i < nstale; i++) {
+        instance_t *in = stale[i];
+        r->evictions++;
+        LOG_INFO("instance evicted: no heartbeat", "key=%s ns=%s silent_ms=%lld", in->key,
+                 in->ns ? in->ns->name : "", (long long)(now - in->last_heartbeat_ms));
+        /* Out of membership now, so no /-/find returns it while the socket closes. */
+        instance_drop(r, in);
+        in->conn->user = NULL;
+        wsconn_close(in->conn);
+        free(in);
+    }
+    free(stale);
+    lws_sul_schedule(r->net.ctx, 0, &r->sweep, sweep, r->cfg.sweep_interval_ms * LWS_US_PER_MS);
+}
+
+static const wsnet_ops_t registry_ops = {
+    .accept = on_accept,
+    .on_open = on_open,
+    .on_request = on_request,
+    .on_close = on_close,
+    .http = on_http,
+};
+
+static struct lws_protocols protocols[] = {
+    {"micro", wsconn_lws_callback, 64, 65536, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+int registry_start(registry_t *r, struct lws_context *ctx)
+{
+    hmap_init(&r->by_key);
+    hmap_init(&r->by_ns);
+    r->started_ms = now_ms();
+    r->net.ctx = ctx;
+    r->net.ops = &registry_ops;
+    r->net.user = r;
+    r->net.max_frame = (size_t)r->cfg.max_frame_bytes;
+    r->net.max_queue = 8 * (size_t)r->cfg.max_frame_bytes;
+    r->net.max_conns = (size_t)r->cfg.max_connections;
+    r->net.max_pending = 1024;
+    protocols[0].user = &r->net;
+    if (wsnet_listen(&r->net, "registry", r->cfg.bind, (int)r->cfg.port, protocols))
+        return -1;
+    lws_sul_schedule(ctx, 0, &r->sweep, sweep, r->cfg.sweep_interval_ms * LWS_US_PER_MS);
+    return 0;
+}
+
+void registry_close_all(registry_t *r)
+{
+    void *v;
+    lws_sul_cancel(&r->sweep);
+    for (size_t it = 0; (it = hmap_next(&r->by_key, it, &v)) != 0;)
+        wsconn_close(((instance_t *)v)->conn);
+}
+
+void registry_free(registry_t *r)
+{
+    void *v;
+    for (size_t it = 0; (it = hmap_next(&r->by_key, it, &v)) != 0;) {
+        instance_t *in = v;
+        if (in->conn)
+            in->conn->user = NULL;
+        free(in);
+    }
+    for (size_t it = 0; (it = hmap_next(&r->by_ns, it, &v)) != 0;) {
+        nsentry_t *e = v;
+        free(e->v);
+        free(e);
+    }
+    hmap_free(&r->by_key);
+    hmap_free(&r->by_ns);
+}
