@@ -1,0 +1,215 @@
+#include "http1.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum { S_HEAD, S_BODY_LEN, S_CHUNK_SIZE, S_CHUNK_DATA, S_CHUNK_CRLF, S_TRAILER, S_UNTIL_CLOSE, S_DONE };
+
+void http1_resp_init(http1_resp_t *r, size_t max_body)
+{
+    memset(r, 0, sizeof(*r));
+    sbuf_init(&r->head, 0, HTTP1_MAX_HEADER);
+    sbuf_init(&r->body, 0, max_body);
+    r->content_length = -1;
+}
+
+void http1_resp_reset(http1_resp_t *r)
+{
+    sbuf_reset(&r->head);
+    sbuf_reset(&r->body);
+    r->state = S_HEAD;
+    r->status = 0;
+    r->content_length = -1;
+    r->chunked = r->keep_alive = r->body_until_close = false;
+    r->chunk_left = 0;
+    r->ctype[0] = '\0';
+    r->error = NULL;
+}
+
+void http1_resp_free(http1_resp_t *r)
+{
+    sbuf_free(&r->head);
+    sbuf_free(&r->body);
+}
+
+static int fail(http1_resp_t *r, const char *why)
+{
+    r->error = why;
+    return HTTP1_ERROR;
+}
+
+static bool token_in(const char *v, const char *tok)
+{
+    size_t n = strlen(tok);
+    for (const char *p = v; (p = strcasestr(p, tok)) != NULL; p += n) {
+        bool start = p == v || p[-1] == ',' || p[-1] == ' ';
+        bool end = !p[n] || p[n] == ',' || p[n] == ' ' || p[n] == '\r';
+        if (start && end)
+            return true;
+    }
+    return false;
+}
+
+/* Parses the status line and headers held in r->head (NUL-terminated). */
+static int parse_head(http1_resp_t *r)
+{
+    char *s = sbuf_data(&r->head), *save = NULL;
+    char *line = strtok_r(s, "\r\n", &save);
+    int minor = 1;
+    if (!line || strncmp(line, "HTTP/1.", 7) || !isdigit((unsigned char)line[7]) || line[8] != ' ')
+        return fail(r, "bad status line");
+    minor = line[7] - '0';
+    r->status = atoi(line + 9);
+    if (r->status < 100 || r->status > 999)
+        return fail(r, "bad status code");
+    r->keep_alive = minor >= 1;
+    while ((line = strtok_r(NULL, "\r\n", &save)) != NULL) {
+        char *colon = strchr(line, ':');
+        if (!colon)
+            return fail(r, "bad header line");
+        *colon = '\0';
+        char *v = colon + 1;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        if (!strcasecmp(line, "content-length")) {
+            char *end;
+            long long cl = strtoll(v, &end, 10);
+            if (end == v || cl < 0)
+                return fail(r, "bad content-length");
+            r->content_length = cl;
+        } else if (!strcasecmp(line, "transfer-encoding")) {
+            r->chunked = token_in(v, "chunked");
+        } else if (!strcasecmp(line, "connection")) {
+            if (token_in(v, "close"))
+                r->keep_alive = false;
+            else if (token_in(v, "keep-alive"))
+                r->keep_alive = true;
+        } else if (!strcasecmp(line, "content-type")) {
+            snprintf(r->ctype, sizeof(r->ctype), "%s", v);
+        }
+    }
+    if (r->status < 200 || r->status == 204 || r->status == 304) {
+        r->state = S_DONE;
+    } else if (r->chunked) {
+        r->state = S_CHUNK_SIZE;
+    } else if (r->content_length >= 0) {
+        if ((size_t)r->content_length > r->body.limit)
+            return fail(r, "response body too large");
+        r->state = r->content_length ? S_BODY_LEN : S_DONE;
+    } else {
+        r->state = S_UNTIL_CLOSE;
+        r->body_until_close = true;
+        r->keep_alive = false;
+    }
+    return HTTP1_MORE;
+}
+
+/* Reads one CRLF-terminated line into r->head (reused as a line buffer). */
+static int take_line(http1_resp_t *r, const char **p, const char *end, bool *complete)
+{
+    const char *nl = memchr(*p, '\n', (size_t)(end - *p));
+    size_t n = nl ? (size_t)(nl - *p) + 1 : (size_t)(end - *p);
+    if (r->head.len + n > 1024)
+        return fail(r, "chunk line too long");
+    sbuf_add(&r->head, *p, n);
+    *p += n;
+    *complete = nl != NULL;
+    return HTTP1_MORE;
+}
+
+int http1_resp_feed(http1_resp_t *r, const char *p, size_t n, size_t *used)
+{
+    const char *start = p, *end = p + n;
+    while (p < end && r->state != S_DONE) {
+        switch (r->state) {
+        case S_HEAD: {
+            size_t before = r->head.len;
+            if (sbuf_add(&r->head, p, (size_t)(end - p)))
+                return fail(r, "response headers too large");
+            char *h = sbuf_data(&r->head);
+            char *blank = strstr(h + (before > 3 ? before - 3 : 0), "\r\n\r\n");
+            if (!blank) {
+                p = end;
+                break;
+            }
+            size_t head_len = (size_t)(blank - h) + 4;
+            p += head_len - before;
+            h[head_len - 2] = '\0';
+            r->head.len = head_len - 2;
+            int rc = parse_head(r);
+            sbuf_reset(&r->head);
+            if (rc)
+                return rc;
+            if (r->status < 200) /* 100 Continue and friends: wait for the real one */
+                http1_resp_reset(r);
+            break;
+        }
+        case S_BODY_LEN: {
+            size_t want = (size_t)r->content_length - r->body.len;
+            size_t take = (size_t)(end - p) < want ? (size_t)(end - p) : want;
+            if (sbuf_add(&r->body, p, take))
+                return fail(r, "response body too large");
+            p += take;
+            if (r->body.len == (size_t)r->content_length)
+                r->state = S_DONE;
+            break;
+        }
+        case S_UNTIL_CLOSE:
+            if (sbuf_add(&r->body, p, (size_t)(end - p)))
+                return fail(r, "response body too large");
+            p = end;
+            break;
+        case S_CHUNK_SIZE:
+        case S_CHUNK_CRLF:
+        case S_TRAILER: {
+            bool complete;
+            if (take_line(r, &p, end, &complete))
+                return HTTP1_ERROR;
+            if (!complete)
+                break;
+            char *line = sbuf_data(&r->head);
+            if (r->state == S_CHUNK_SIZE) {
+                char *e;
+                unsigned long long sz = strtoull(line, &e, 16);
+                if (e == line)
+                    return fail(r, "bad chunk size");
+                if (sz > r->body.limit - r->body.len)
+                    return fail(r, "response body too large");
+                r->chunk_left = (size_t)sz;
+                r->state = sz ? S_CHUNK_DATA : S_TRAILER;
+            } else if (r->state == S_CHUNK_CRLF) {
+                r->state = S_CHUNK_SIZE;
+            } else if (!strcmp(line, "\r\n") || !strcmp(line, "\n")) {
+                r->state = S_DONE;
+            }
+            sbuf_reset(&r->head);
+            break;
+        }
+        case S_CHUNK_DATA: {
+            size_t take = (size_t)(end - p) < r->chunk_left ? (size_t)(end - p) : r->chunk_left;
+            if (sbuf_add(&r->body, p, take))
+                return fail(r, "response body too large");
+            p += take;
+            r->chunk_left -= take;
+            if (!r->chunk_left)
+                r->state = S_CHUNK_CRLF;
+            break;
+        }
+        }
+    }
+    if (used)
+        *used = (size_t)(p - start);
+    return r->state == S_DONE ? HTTP1_DONE : HTTP1_MORE;
+}
+
+int http1_resp_eof(http1_resp_t *r)
+{
+    if (r->state == S_UNTIL_CLOSE || r->state == S_DONE) {
+        r->state = S_DONE;
+        return HTTP1_DONE;
+    }
+    return fail(r, "connection closed before the response was complete");
+}

@@ -1,0 +1,490 @@
+/* api: the local HTTP API of INTERFACES.md on libmicrohttpd. MHD runs without a
+ * thread of its own: its epoll descriptor is adopted into the lws loop, so MHD's
+ * handlers run on the loop thread and touch call state directly. A call suspends
+ * its MHD connection and resumes it when the mesh answers; no thread ever blocks
+ * and no request crosses a thread (docs/ARCHITECTURE.md explains the choice). */
+#include "sidecar.h"
+
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct api {
+    sidecar_t          *s;
+    struct MHD_Daemon  *d;
+    struct lws         *wsi;
+    lws_sorted_usec_list_t run_timer;
+    size_t              suspended;
+};
+
+typedef struct apireq {
+    api_t                 *a;
+    struct MHD_Connection *conn;
+    sbuf_t                 body;
+    bool                   too_large;
+    bool                   suspended;
+    bool                   answered;
+    int                    status;
+    sbuf_t                 out;
+    const char            *ctype;
+    char                   cid[128];
+    call_t                *call;
+    bool                   push;
+} apireq_t;
+
+static void run_soon(api_t *a);
+
+/* ---- answers ---- */
+
+static void answer(apireq_t *r, int status)
+{
+    r->status = status;
+    r->answered = true;
+}
+
+static void answer_error(apireq_t *r, int http, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void answer_error(apireq_t *r, int http, int status, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    sbuf_reset(&r->out);
+    sbuf_adds(&r->out, "{\"error\":");
+    sbuf_add_json_str(&r->out, msg, strlen(msg));
+    sbuf_printf(&r->out, ",\"status\":%d}", status);
+    r->a->s->stats.api_errors++;
+    answer(r, http);
+}
+
+static enum MHD_Result queue(apireq_t *r)
+{
+    size_t len = r->out.len;
+    char *data = len ? sbuf_steal(&r->out) : NULL;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, data ? data : (void *)"",
+                                                                data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        free(data);
+        return MHD_NO;
+    }
+    if (len)
+        MHD_add_response_header(resp, "Content-Type", r->ctype ? r->ctype : "application/json");
+    if (r->cid[0])
+        MHD_add_response_header(resp, "X-Correlation-Id", r->cid);
+    enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static void resume(apireq_t *r)
+{
+    if (r->suspended) {
+        r->suspended = false;
+        r->a->suspended--;
+        MHD_resume_connection(r->conn);
+        run_soon(r->a);
+    }
+}
+
+/* ---- call / push ---- */
+
+static void call_done(void *arg, const call_result_t *res)
+{
+    apireq_t *r = arg;
+    r->call = NULL;
+    if (res->cid)
+        snprintf(r->cid, sizeof(r->cid), "%s", res->cid);
+    if (res->status == CALL_OK) {
+        sbuf_reset(&r->out);
+        if (r->push) {
+            answer(r, 202);
+        } else {
+            if (res->result)
+                sbuf_add(&r->out, res->result, res->result_len);
+            else
+                sbuf_adds(&r->out, "null");
+            answer(r, 200);
+        }
+    } else {
+        int http = call_http_status(res->status);
+        answer_error(r, http, res->status > 0 ? res->status : http, "%s",
+                     res->message ? res->message : "call failed");
+    }
+    resume(r);
+}
+
+static bool header_int(struct MHD_Connection *c, const char *name, long long min, long long max,
+                       long long *out, apireq_t *r)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+    if (!v)
+        return true;
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    if (end == v || *end || n < min || n > max) {
+        answer_error(r, 400, 400, "header %s must be an integer between %lld and %lld", name, min, max);
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+static void start_call(apireq_t *r, const char *ns, const char *url, jspan_t payload,
+                       long long timeout, long long retries, bool push)
+{
+    sidecar_t *s = r->a->s;
+    const char *hcid = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Correlation-Id");
+    if (!header_int(r->conn, "X-Micro-Timeout-Ms", 1, 86400000, &timeout, r) ||
+        !header_int(r->conn, "X-Micro-Retries", 0, 100, &retries, r))
+        return;
+    call_opts_t o = {
+        .ns = ns,
+        .url = url,
+        .payload = payload.t != JT_NONE ? payload.p : NULL,
+        .payload_len = payload.n,
+        .payload_type = payload.t,
+        .cid = hcid,
+        .timeout_ms = timeout,
+        .retries = (int)retries,
+        .push = push,
+    };
+    r->push = push;
+    r->call = call_start(s, &o, call_done, r);
+    if (!r->call) {
+        answer_error(r, 400, 400, "bad namespace or url");
+        return;
+    }
+    r->suspended = true;
+    r->a->suspended++;
+    MHD_suspend_connection(r->conn);
+}
+
+/* POST /v1/call/{ns}/{url...} and /v1/push/{ns}/{url...} */
+static void call_by_path(apireq_t *r, const char *rest, jspan_t payload, bool push)
+{
+    sidecar_t *s = r->a->s;
+    char ns[ADDR_NS_MAX];
+    const char *slash = strchr(rest, '/');
+    if (!slash || slash == rest || (size_t)(slash - rest) >= sizeof(ns) || !slash[1]) {
+        answer_error(r, 400, 400, "use /v1/%s/{namespace}/{url}", push ? "push" : "call");
+        return;
+    }
+    memcpy(ns, rest, (size_t)(slash - rest));
+    ns[slash - rest] = '\0';
+    start_call(r, ns, slash, payload, s->cfg.request_timeout_ms, s->cfg.retries, push);
+}
+
+/* POST /v1/call {"namespace","url","data","timeout","retries"} */
+static void call_by_body(apireq_t *r, jspan_t body, bool push)
+{
+    sidecar_t *s = r->a->s;
+    jspan_t v, data = {0};
+    char ns[ADDR_NS_MAX], url[1024];
+    long long timeout = s->cfg.request_timeout_ms, retries = s->cfg.retries;
+    uint64_t n;
+    if (body.t != JT_OBJECT) {
+        answer_error(r, 400, 400, "body must be {\"namespace\",\"url\",\"data\"}");
+        return;
+    }
+    if (!jobj_get(body, "namespace", &v) || jstr_get(v, ns, sizeof(ns), NULL) || !ns[0]) {
+        answer_error(r, 400, 400, "missing field: namespace (a string)");
+        return;
+    }
+    if (!jobj_get(body, "url", &v) || jstr_get(v, url, sizeof(url), NULL) || url[0] != '/') {
+        answer_error(r, 400, 400, "missing field: url (a string starting with /)");
+        return;
+    }
+    if (!jobj_get(body, "data", &data))
+        data.t = JT_NONE;
+    if (jobj_get(body, "timeout", &v) && v.t != JT_NULL) {
+        if (jnum_u53(v, &n) || n < 1 || n > 86400000) {
+            answer_error(r, 400, 400, "timeout must be an integer number of milliseconds");
+            return;
+        }
+        timeout = (long long)n;
+    }
+    if (jobj_get(body, "retries", &v) && v.t != JT_NULL) {
+        if (jnum_u53(v, &n) || n > 100) {
+            answer_error(r, 400, 400, "retries must be an integer between 0 and 100");
+            return;
+        }
+        retries = (long long)n;
+    }
+    start_call(r, ns, url, data, timeout, retries, push);
+}
+
+/* ---- routes ---- */
+
+static void routes_post(apireq_t *r, jspan_t body)
+{
+    sidecar_t *s = r->a->s;
+    jspan_t v;
+    char url[1100], target[2048] = "";
+    if (body.t != JT_OBJECT || !jobj_get(body, "url", &v) || jstr_get(v, url, sizeof(url), NULL)) {
+        answer_error(r, 400, 400, "body must be {\"url\": \"/path\", \"target\": \"http://...\" (optional)}");
+        return;
+    }
+    if (jobj_get(body, "target", &v) && v.t != JT_NULL && jstr_get(v, target, sizeof(target), NULL)) {
+        answer_error(r, 400, 400, "target must be a string");
+        return;
+    }
+    int rc = routes_add(s->routes, url, target[0] ? target : NULL);
+    if (rc == 400) {
+        answer_error(r, 400, 400, "url must be \"*\" or start with / (no spaces, ? or #); target must start with http://");
+        return;
+    }
+    if (rc == 409) {
+        answer_error(r, 409, 409, "route %s exists with another target", url);
+        return;
+    }
+    if (rc == 500) {
+        answer_error(r, 500, 500, "out of memory");
+        return;
+    }
+    char buf[2048];
+    const char *t = routes_match(s->routes, url, buf, sizeof(buf));
+    if (!strcmp(url, "*"))
+        t = s->cfg.app_url;
+    sbuf_reset(&r->out);
+    sbuf_adds(&r->out, "{\"url\":");
+    sbuf_add_json_str(&r->out, url, strlen(url));
+    sbuf_adds(&r->out, ",\"target\":");
+    sbuf_add_json_str(&r->out, t ? t : "", t ? strlen(t) : 0);
+    sbuf_addc(&r->out, '}');
+    if (rc == 201)
+        LOG_INFO("route added", "url=%s target=%s", url, t ? t : "");
+    answer(r, rc);
+}
+
+/* ---- dispatch ---- */
+
+static bool token_ok(api_t *a, struct MHD_Connection *c)
+{
+    const char *want = a->s->cfg.api_token;
+    if (!want || !*want)
+        return true;
+    const char *got = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Micro-Token");
+    size_t wl = strlen(want), gl = got ? strlen(got) : 0;
+    unsigned char diff = (unsigned char)(wl != gl);
+    /* constant time in the length of the expected token */
+    for (size_t i = 0; i < wl; i++)
+        diff |= (unsigned char)(want[i] ^ (i < gl ? got[i] : 0));
+    return diff == 0;
+}
+
+static void dispatch(apireq_t *r, const char *url, const char *method)
+{
+    api_t *a = r->a;
+    sidecar_t *s = a->s;
+    bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST"), del = !strcmp(method, "DELETE");
+    s->stats.api_requests++;
+
+    if (!strcmp(url, "/-/health") || !strcmp(url, "/-/ready")) {
+        if (!get)
+            return answer_error(r, 405, 405, "use GET");
+        if (url[2] == 'h') {
+            probe_health(s, &r->out);
+            return answer(r, 200);
+        }
+        return answer(r, probe_ready(s, &r->out));
+    }
+    if (!token_ok(a, r->conn))
+        return answer_error(r, 401, 401, "missing or wrong X-Micro-Token");
+    if (!strcmp(url, "/metrics")) {
+        if (!get)
+            return answer_error(r, 405, 405, "use GET");
+        r->ctype = "text/plain; version=0.0.4";
+        probe_metrics(s, &r->out);
+        return answer(r, 200);
+    }
+    if (r->too_large)
+        return answer_error(r, 413, 413, "body larger than %lld bytes", s->cfg.max_body_bytes);
+
+    jspan_t body = {NULL, 0, JT_NONE};
+    size_t errpos = 0;
+    if (r->body.len && jscan_validate(sbuf_data(&r->body), r->body.len, &body, &errpos))
+        return answer_error(r, 400, 400, "body is not valid JSON (at byte %zu)", errpos);
+
+    if (!strcmp(url, "/v1/routes")) {
+        if (get) {
+            routes_json(s->routes, &r->out);
+            return answer(r, 200);
+        }
+        if (post)
+            return routes_post(r, body);
+        return answer_error(r, 405, 405, "use GET or POST");
+    }
+    if (!strncmp(url, "/v1/routes/", 11)) {
+        if (!del)
+            return answer_error(r, 405, 405, "use DELETE");
+        const char *ru = url + 10; /* keeps the leading '/' */
+        if (!strcmp(ru, "/*"))
+            ru = "*";
+        int rc = routes_del(s->routes, ru);
+        if (rc == 404)
+            return answer_error(r, 404, 404, "no route %s", ru);
+        LOG_INFO("route removed", "url=%s", ru);
+        return answer(r, 204);
+    }
+    bool is_call = !strncmp(url, "/v1/call", 8), is_push = !strncmp(url, "/v1/push", 8);
+    if (is_call || is_push) {
+        if (!post)
+            return answer_error(r, 405, 405, "use POST");
+        if (url[8] == '\0')
+            return call_by_body(r, body, is_push);
+        if (url[8] == '/')
+            return call_by_path(r, url + 9, body, is_push);
+    }
+    answer_error(r, 404, 404, "no such endpoint: %s %s", method, url);
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls)
+{
+    api_t *a = cls;
+    apireq_t *r = *con_cls;
+    (void)version;
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r)
+            return MHD_NO;
+        r->a = a;
+        r->conn = conn;
+        sbuf_init(&r->body, 0, (size_t)a->s->cfg.max_body_bytes);
+        sbuf_init(&r->out, 0, 0);
+        *con_cls = r;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!r->too_large && sbuf_add(&r->body, upload, *upload_size))
+            r->too_large = true;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (!r->answered && !r->call)
+        dispatch(r, url, method);
+    if (r->answered)
+        return queue(r);
+    return MHD_YES; /* suspended until the mesh answers */
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    apireq_t *r = *con_cls;
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    if (!r)
+        return;
+    if (r->call)
+        call_detach(r->call);
+    sbuf_free(&r->body);
+    sbuf_free(&r->out);
+    free(r);
+    *con_cls = NULL;
+}
+
+/* ---- the loop integration ---- */
+
+static void run(lws_sorted_usec_list_t *sul)
+{
+    api_t *a = lws_container_of(sul, api_t, run_timer);
+    MHD_run(a->d);
+    MHD_UNSIGNED_LONG_LONG ms = 1000;
+    if (MHD_get_timeout(a->d, &ms) != MHD_YES || ms > 1000)
+        ms = 1000; /* a periodic pass keeps MHD's idle timeouts honest */
+    lws_sul_schedule(a->s->ctx, 0, &a->run_timer, run, (lws_usec_t)ms * LWS_US_PER_MS + 1);
+}
+
+static void run_soon(api_t *a)
+{
+    lws_sul_schedule(a->s->ctx, 0, &a->run_timer, run, 1);
+}
+
+int api_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+    api_t *a = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    (void)user;
+    (void)in;
+    (void)len;
+    if (a && reason == LWS_CALLBACK_RAW_RX_FILE)
+        run(&a->run_timer);
+    return 0;
+}
+
+api_t *api_start(sidecar_t *s)
+{
+    api_t *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->s = s;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
+    struct sockaddr_in6 sin6;
+    struct sockaddr_in sin;
+    const struct sockaddr *sa;
+    memset(&sin, 0, sizeof(sin));
+    memset(&sin6, 0, sizeof(sin6));
+    if (strchr(s->cfg.api_bind, ':')) {
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = htons((uint16_t)s->cfg.api_port);
+        if (inet_pton(AF_INET6, s->cfg.api_bind, &sin6.sin6_addr) != 1)
+            goto fail;
+        flags |= MHD_USE_IPv6;
+        sa = (const struct sockaddr *)&sin6;
+    } else {
+        sin.sin_family = AF_INET;
+        sin.sin_port = htons((uint16_t)s->cfg.api_port);
+        if (inet_pton(AF_INET, s->cfg.api_bind, &sin.sin_addr) != 1)
+            goto fail;
+        sa = (const struct sockaddr *)&sin;
+    }
+    a->d = MHD_start_daemon(flags, (uint16_t)s->cfg.api_port, NULL, NULL, handler, a,
+                            MHD_OPTION_SOCK_ADDR, sa,
+                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, a,
+                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+                            MHD_OPTION_END);
+    if (!a->d)
+        goto fail;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(a->d, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!di)
+        goto fail;
+    lws_sock_file_fd_type fd;
+    fd.filefd = di->epoll_fd;
+    a->wsi = lws_adopt_descriptor_vhost(s->net.vhost, LWS_ADOPT_RAW_FILE_DESC, fd, "micro-api", NULL);
+    if (!a->wsi)
+        goto fail;
+    lws_set_opaque_user_data(a->wsi, a);
+    run_soon(a);
+    return a;
+fail:
+    if (a->d)
+        MHD_stop_daemon(a->d);
+    free(a);
+    return NULL;
+}
+
+size_t api_inflight(api_t *a) { return a ? a->suspended : 0; }
+
+void api_stop(api_t *a)
+{
+    if (!a)
+        return;
+    lws_sul_cancel(&a->run_timer);
+    if (a->wsi) {
+        lws_set_opaque_user_data(a->wsi, NULL);
+        /* lws must not close MHD's epoll fd: MHD_stop_daemon does */
+    }
+    MHD_stop_daemon(a->d);
+    free(a);
+}

@@ -1,0 +1,521 @@
+/* appclient: forwards inbound calls to the app as HTTP/1.1 POSTs over keep-alive
+ * connections. Connections are lws raw sockets on the loop thread, pooled per
+ * target host:port; at most app-max-connections are open, and a bounded queue
+ * holds requests beyond that. Cancelling a request closes its connection, which
+ * is the only way HTTP/1.1 has to tell an app that nobody wants the answer. */
+#include "sidecar.h"
+
+#include "http1.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct pool pool_t;
+typedef struct appconn appconn_t;
+
+struct app_req {
+    app_req_t  *next;            /* in the pool's wait queue */
+    appclient_t *a;
+    pool_t     *pool;
+    appconn_t  *conn;
+    char       *out;             /* LWS_PRE + request bytes */
+    size_t      outlen;
+    app_done_t  done;
+    void       *arg;
+    bool        queued;
+    lws_sorted_usec_list_t timer; /* app timeout, or a deferred failure */
+    int         fail_status;     /* for the deferred path */
+    const char *fail_error;
+};
+
+struct appconn {
+    appconn_t  *next_idle;
+    pool_t     *pool;
+    struct lws *wsi;
+    app_req_t  *req;
+    bool        connected;
+    bool        written;
+    bool        dialing;         /* inside lws_client_connect_via_info */
+    bool        dial_failed;     /* lws reported the failure synchronously */
+    http1_resp_t resp;
+};
+
+struct pool {
+    char       key[ADDR_KEY_MAX];
+    addr_t     addr;
+    appconn_t *idle;
+    size_t     nconns;
+    app_req_t *wait_head, *wait_tail;
+    size_t     nwait;
+};
+
+struct appclient {
+    sidecar_t *s;
+    hmap_t     pools;
+    size_t     inflight;
+    size_t     nconns;
+};
+
+static const char *PROTO = "micro-app";
+
+appclient_t *appclient_new(sidecar_t *s)
+{
+    appclient_t *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->s = s;
+    hmap_init(&a->pools);
+    return a;
+}
+
+size_t appclient_inflight(appclient_t *a) { return a->inflight; }
+size_t appclient_connections(appclient_t *a) { return a->nconns; }
+
+static void req_free(app_req_t *r)
+{
+    lws_sul_cancel(&r->timer);
+    free(r->out);
+    free(r);
+}
+
+static void finish(app_req_t *r, const app_result_t *res)
+{
+    r->a->inflight--;
+    app_done_t done = r->done;
+    void *arg = r->arg;
+    req_free(r);
+    done(arg, res);
+}
+
+static void fail(app_req_t *r, int status, const char *error)
+{
+    app_result_t res = {.status = status, .error = error};
+    finish(r, &res);
+}
+
+static void conn_close(appconn_t *c)
+{
+    if (c->wsi)
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+static void dequeue(pool_t *p, app_req_t *r)
+{
+    app_req_t **pp = &p->wait_head, *prev = NULL;
+    while (*pp && *pp != r) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (!*pp)
+        return;
+    *pp = r->next;
+    if (p->wait_tail == r)
+        p->wait_tail = prev;
+    p->nwait--;
+    r->queued = false;
+}
+
+static void on_timeout(lws_sorted_usec_list_t *sul)
+{
+    app_req_t *r = lws_container_of(sul, app_req_t, timer);
+    if (r->fail_error) { /* a failure deferred out of appclient_post */
+        fail(r, r->fail_status, r->fail_error);
+        return;
+    }
+    LOG_WARN("app request timed out", "timeout_ms=%lld", r->a->s->cfg.app_timeout_ms);
+    if (r->queued)
+        dequeue(r->pool, r);
+    if (r->conn) {
+        r->conn->req = NULL;
+        conn_close(r->conn);
+        r->conn = NULL;
+    }
+    fail(r, 504, "the app did not answer in time");
+}
+
+static void assign(appconn_t *c, app_req_t *r)
+{
+    c->req = r;
+    c->written = false;
+    r->conn = c;
+    http1_resp_reset(&c->resp);
+    if (c->connected)
+        lws_callback_on_writable(c->wsi);
+}
+
+/* Opens a connection for r. Returns 0, or 1 when it failed at once (r untouched). */
+static int dial(appclient_t *a, pool_t *p, app_req_t *r)
+{
+    appconn_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return 1;
+    c->pool = p;
+    http1_resp_init(&c->resp, (size_t)a->s->cfg.max_body_bytes);
+    struct lws_client_connect_info i;
+    memset(&i, 0, sizeof(i));
+    i.context = a->s->ctx;
+    i.vhost = a->s->net.vhost;
+    i.address = p->addr.host;
+    i.port = (int)p->addr.port;
+    i.method = "RAW";
+    i.local_protocol_name = PROTO;
+    i.opaque_user_data = c;
+    i.pwsi = &c->wsi;
+    c->dialing = true;
+    struct lws *wsi = lws_client_connect_via_info(&i);
+    c->dialing = false;
+    if (!wsi || c->dial_failed) {
+        http1_resp_free(&c->resp);
+        free(c);
+        return 1;
+    }
+    p->nconns++;
+    a->nconns++;
+    assign(c, r);
+    return 0;
+}
+
+/* Frees a connection lws has let go of, and hands its slot to a waiting request. */
+static void conn_gone(appclient_t *a, appconn_t *c, const char *why)
+{
+    pool_t *p = c->pool;
+    if (c->wsi)
+        lws_set_opaque_user_data(c->wsi, NULL);
+    for (appconn_t **pp = &p->idle; *pp; pp = &(*pp)->next_idle)
+        if (*pp == c) {
+            *pp = c->next_idle;
+            break;
+        }
+    app_req_t *r = c->req;
+    http1_resp_t resp = c->resp;
+    free(c);
+    p->nconns--;
+    a->nconns--;
+    if (r) {
+        r->conn = NULL;
+        if (http1_resp_eof(&resp) == HTTP1_DONE) {
+            app_result_t res = {.status = resp.status, .ctype = resp.ctype,
+                                .body = sbuf_data(&resp.body), .body_len = resp.body.len};
+            finish(r, &res);
+        } else {
+            a->s->stats.app_unreachable++;
+            fail(r, 0, why);
+        }
+    }
+    http1_resp_free(&resp);
+}
+
+static void pool_next(appclient_t *a, pool_t *p);
+
+static void conn_idle(appconn_t *c)
+{
+    pool_t *p = c->pool;
+    c->req = NULL;
+    if (p->wait_head) {
+        app_req_t *r = p->wait_head;
+        dequeue(p, r);
+        assign(c, r);
+        return;
+    }
+    c->next_idle = p->idle;
+    p->idle = c;
+}
+
+static void pool_next(appclient_t *a, pool_t *p)
+{
+    while (p->wait_head && p->nconns < (size_t)a->s->cfg.app_max_connections) {
+        app_req_t *r = p->wait_head;
+        dequeue(p, r);
+        if (dial(a, p, r) > 0) {
+            r->fail_status = 0;
+            r->fail_error = "cannot connect to the app";
+            lws_sul_schedule(a->s->ctx, 0, &r->timer, on_timeout, 1);
+        }
+    }
+}
+
+int appclient_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                           void *in, size_t len)
+{
+    appconn_t *c = wsi ? lws_get_opaque_user_data(wsi) : NULL;
+    if (!c)
+        return 0;
+    appclient_t *a = lws_get_protocol(wsi)->user;
+    pool_t *p = c->pool;
+    if (c->dialing) { /* failure reported from inside lws_client_connect_via_info */
+        if (reason == LWS_CALLBACK_CLIENT_CONNECTION_ERROR || reason == LWS_CALLBACK_RAW_CLOSE) {
+            c->dial_failed = true;
+            lws_set_opaque_user_data(wsi, NULL);
+        } else if (reason == LWS_CALLBACK_RAW_CONNECTED) {
+            c->connected = true;
+        }
+        return 0;
+    }
+    switch (reason) {
+    case LWS_CALLBACK_RAW_CONNECTED:
+        c->connected = true;
+        if (c->req)
+            lws_callback_on_writable(wsi);
+        break;
+    case LWS_CALLBACK_RAW_WRITEABLE: {
+        app_req_t *r = c->req;
+        if (!r || c->written)
+            break;
+        c->written = true;
+        if (lws_write(wsi, (unsigned char *)r->out + LWS_PRE, r->outlen, LWS_WRITE_RAW) < 0)
+            return -1;
+        break;
+    }
+    case LWS_CALLBACK_RAW_RX: {
+        app_req_t *r = c->req;
+        if (!r) /* bytes while idle: the app is confused; start afresh */
+            return -1;
+        size_t used;
+        int rc = http1_resp_feed(&c->resp, in, len, &used);
+        if (rc == HTTP1_ERROR) {
+            LOG_WARN("bad response from the app", "err=\"%s\"", c->resp.error);
+            r->a->s->stats.app_errors++;
+            c->req = NULL;
+            r->conn = NULL;
+            fail(r, 0, c->resp.error);
+            return -1;
+        }
+        if (rc == HTTP1_DONE) {
+            bool keep = c->resp.keep_alive && used == len;
+            c->req = NULL;
+            r->conn = NULL;
+            app_result_t res = {.status = c->resp.status, .ctype = c->resp.ctype,
+                                .body = sbuf_data(&c->resp.body), .body_len = c->resp.body.len};
+            finish(r, &res);
+            if (!keep)
+                return -1;
+            conn_idle(c);
+        }
+        break;
+    }
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+    case LWS_CALLBACK_RAW_CLOSE:
+        conn_gone(a, c, reason == LWS_CALLBACK_RAW_CLOSE ? "the app closed the connection"
+                                                         : "cannot connect to the app");
+        pool_next(a, p);
+        break;
+    default:
+        break;
+    }
+    (void)user;
+    (void)len;
+    return 0;
+}
+
+/* "http://host[:port]/path" → host, port, path (pointer into target). */
+static int parse_target(const char *t, addr_t *addr, const char **path)
+{
+    if (strncmp(t, "http://", 7))
+        return -1;
+    const char *h = t + 7, *slash = strchr(h, '/');
+    size_t hl = slash ? (size_t)(slash - h) : strlen(h);
+    *path = slash ? slash : "/";
+    char hp[ADDR_KEY_MAX];
+    if (hl == 0 || hl >= sizeof(hp))
+        return -1;
+    memcpy(hp, h, hl);
+    hp[hl] = '\0';
+    const char *colon = strrchr(hp, ':');
+    if (colon && (hp[0] != '[' || colon > strchr(hp, ']')))
+        return addr_parse_key(hp, hl, addr) ? -1 : 0;
+    size_t n = hl;
+    const char *host = hp;
+    if (hp[0] == '[' && hp[hl - 1] == ']') {
+        host++;
+        n -= 2;
+    }
+    if (n >= sizeof(addr->host))
+        return -1;
+    memcpy(addr->host, host, n);
+    addr->host[n] = '\0';
+    addr->port = 80;
+    return 0;
+}
+
+/* Header values come from peers: keep only printable bytes so nobody can
+ * inject a header line. */
+static void add_header(sbuf_t *b, const char *name, const char *v)
+{
+    if (!v || !*v)
+        return;
+    sbuf_adds(b, name);
+    sbuf_add(b, ": ", 2);
+    for (const char *p = v; *p && p - v < 512; p++)
+        if ((unsigned char)*p >= 0x20 && *p != 0x7f)
+            sbuf_addc(b, *p);
+    sbuf_add(b, "\r\n", 2);
+}
+
+app_req_t *appclient_post(appclient_t *a, const char *target, const char *body, size_t len,
+                          const app_headers_t *h, app_done_t done, void *arg)
+{
+    addr_t addr;
+    const char *path;
+    if (parse_target(target, &addr, &path))
+        return NULL;
+    char key[ADDR_KEY_MAX];
+    addr_format_key(addr.host, addr.port, key, sizeof(key));
+    pool_t *p = hmap_gets(&a->pools, key);
+    if (!p) {
+        p = calloc(1, sizeof(*p));
+        if (!p)
+            return NULL;
+        snprintf(p->key, sizeof(p->key), "%s", key);
+        p->addr = addr;
+        int err;
+        hmap_put(&a->pools, p->key, strlen(p->key), p, &err);
+        if (err) {
+            free(p);
+            return NULL;
+        }
+    }
+    app_req_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->a = a;
+    r->pool = p;
+    r->done = done;
+    r->arg = arg;
+
+    sbuf_t b;
+    sbuf_init(&b, LWS_PRE, 0);
+    sbuf_adds(&b, "POST ");
+    sbuf_adds(&b, path);
+    sbuf_adds(&b, " HTTP/1.1\r\nHost: ");
+    sbuf_adds(&b, key);
+    sbuf_adds(&b, "\r\nContent-Type: application/json\r\nContent-Length: ");
+    sbuf_add_u64(&b, len);
+    sbuf_add(&b, "\r\n", 2);
+    if (h) {
+        add_header(&b, "X-Correlation-Id", h->cid);
+        add_header(&b, "X-Micro-Caller", h->caller);
+        add_header(&b, "X-Micro-Token", h->token);
+    }
+    sbuf_add(&b, "\r\n", 2);
+    sbuf_add(&b, body, len);
+    if (b.err) {
+        sbuf_free(&b);
+        free(r);
+        return NULL;
+    }
+    r->outlen = b.len;
+    r->out = sbuf_steal(&b);
+    a->inflight++;
+
+    int64_t tmo = a->s->cfg.app_timeout_ms;
+    if (p->idle) {
+        appconn_t *c = p->idle;
+        p->idle = c->next_idle;
+        assign(c, r);
+    } else if (p->nconns < (size_t)a->s->cfg.app_max_connections) {
+        if (dial(a, p, r) > 0) {
+            r->fail_status = 0;
+            r->fail_error = "cannot connect to the app";
+            tmo = 0;
+        }
+    } else if (p->nwait < 4 * (size_t)a->s->cfg.app_max_connections) {
+        r->queued = true;
+        if (p->wait_tail)
+            p->wait_tail->next = r;
+        else
+            p->wait_head = r;
+        p->wait_tail = r;
+        p->nwait++;
+    } else {
+        r->fail_status = 503;
+        r->fail_error = "too many requests waiting for the app";
+        tmo = 0;
+    }
+    /* A deferred failure fires at once; otherwise the app timeout. */
+    lws_sul_schedule(a->s->ctx, 0, &r->timer, on_timeout, tmo > 0 ? tmo * LWS_US_PER_MS : 1);
+    return r;
+}
+
+void appclient_cancel(app_req_t *r)
+{
+    appclient_t *a = r->a;
+    if (r->queued)
+        dequeue(r->pool, r);
+    if (r->conn) {
+        r->conn->req = NULL;
+        conn_close(r->conn);
+        r->conn = NULL;
+    }
+    a->inflight--;
+    req_free(r);
+}
+
+void appclient_free(appclient_t *a)
+{
+    void *v;
+    if (!a)
+        return;
+    for (size_t it = 0; (it = hmap_next(&a->pools, it, &v)) != 0;) {
+        pool_t *p = v;
+        while (p->wait_head) {
+            app_req_t *r = p->wait_head;
+            p->wait_head = r->next;
+            req_free(r);
+        }
+        free(p);
+    }
+    hmap_free(&a->pools);
+    free(a);
+}
+
+/* ---- app answer → protocol outcome (INTERFACES.md "Inbound calls") ---- */
+
+void app_outcome_from(const app_result_t *r, app_outcome_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    if (r->status == 0) {
+        o->status = 502;
+        snprintf(o->message, sizeof(o->message), "app unreachable: %s", r->error ? r->error : "?");
+        return;
+    }
+    jspan_t root;
+    bool json = r->body_len && jscan_validate(r->body, r->body_len, &root, NULL) == 0;
+    if (r->status >= 200 && r->status < 300) {
+        o->status = 200;
+        if (!r->body_len)
+            return;
+        if (json) {
+            o->result = root.p;
+            o->result_len = root.n;
+            return;
+        }
+        /* non-JSON text becomes a JSON string */
+        sbuf_t b;
+        sbuf_init(&b, 0, 0);
+        sbuf_add_json_str(&b, r->body, r->body_len);
+        o->result_len = b.len;
+        o->owned = sbuf_steal(&b);
+        o->result = o->owned;
+        return;
+    }
+    o->status = r->status;
+    jspan_t v;
+    if (json && root.t == JT_OBJECT && ((jobj_get(root, "error", &v) && v.t == JT_STRING) ||
+                                        (jobj_get(root, "message", &v) && v.t == JT_STRING))) {
+        jstr_get(v, o->message, sizeof(o->message), NULL);
+    } else if (r->body_len) {
+        size_t n = r->body_len < sizeof(o->message) - 1 ? r->body_len : sizeof(o->message) - 1;
+        memcpy(o->message, r->body, n);
+        o->message[n] = '\0';
+    } else {
+        snprintf(o->message, sizeof(o->message), "app answered %d", r->status);
+    }
+}
+
+void app_outcome_free(app_outcome_t *o)
+{
+    free(o->owned);
+    o->owned = NULL;
+}

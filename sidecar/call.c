@@ -1,0 +1,354 @@
+/* call: one outbound call or push through the mesh, PROTOCOL §5 `call`:
+ * correlation id, breaker exclusion, discovery (with the all-excluded reset),
+ * the REQUEST with its timeout (ABORT on expiry), and retries with the same
+ * correlation id and timeout. The owner (the local API) hears the outcome once,
+ * always from a loop timer, never from inside call_start. */
+#include "sidecar.h"
+
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_EXCLUDE 64
+
+struct call {
+    call_t        *next, *prev;   /* every live call, for the shutdown abort */
+    sidecar_t     *s;
+    char           ns[ADDR_NS_MAX];
+    char           url[1024];
+    size_t         url_len;
+    sbuf_t         payload;       /* the payload as sent, correlation id included */
+    char           cid[128];
+    int64_t        timeout_ms;
+    int            retries_left;
+    bool           push;
+    bool           reset_done;    /* the all-excluded reset was tried this attempt */
+    call_done_t    done;
+    void          *arg;
+    disc_waiter_t  waiter;
+    bool           waiting;       /* in discovery */
+    wsconn_t      *conn;          /* REQUEST in flight on it */
+    uint64_t       req_id;
+    app_req_t     *self_req;      /* served by our own app */
+    char           peer[ADDR_KEY_MAX];
+    /* the outcome, delivered from the loop */
+    int            status;
+    char           message[512];
+    sbuf_t         result;
+    bool           has_result;
+    bool           finished;
+    lws_sorted_usec_list_t deliver;
+};
+
+static call_t *live;
+
+static void attempt(call_t *c);
+
+static void unlink_call(call_t *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (live == c)
+        live = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+}
+
+static void call_free(call_t *c)
+{
+    lws_sul_cancel(&c->deliver);
+    unlink_call(c);
+    c->s->calls_inflight--;
+    sbuf_free(&c->payload);
+    sbuf_free(&c->result);
+    free(c);
+}
+
+static void deliver(lws_sorted_usec_list_t *sul)
+{
+    call_t *c = lws_container_of(sul, call_t, deliver);
+    sidecar_t *s = c->s;
+    if (c->status == CALL_OK)
+        s->stats.calls_ok++;
+    else
+        s->stats.calls_failed++;
+    if (c->done) {
+        call_result_t r = {
+            .status = c->status,
+            .message = c->message[0] ? c->message : NULL,
+            .result = c->has_result ? sbuf_data(&c->result) : NULL,
+            .result_len = c->result.len,
+            .cid = c->cid,
+        };
+        c->done(c->arg, &r);
+    }
+    call_free(c);
+}
+
+static void finish(call_t *c, int status, const char *msg)
+{
+    if (c->finished)
+        return;
+    c->finished = true;
+    c->status = status;
+    if (msg && msg != c->message)
+        snprintf(c->message, sizeof(c->message), "%s", msg);
+    lws_sul_schedule(c->s->ctx, 0, &c->deliver, deliver, 1);
+}
+
+static const char *default_message(int status)
+{
+    switch (status) {
+    case CALL_E_NO_INSTANCE: return "no instance of the namespace is available";
+    case CALL_E_UNREACHABLE: return "the peer could not be reached or its connection dropped";
+    case CALL_E_TIMEOUT: return "Abort";
+    case CALL_E_SHUTDOWN: return "the sidecar is shutting down";
+    case CALL_E_OVERLOAD: return "too many calls in flight";
+    }
+    return "peer error";
+}
+
+/* A failed attempt: remember it against the peer, then retry or give up. */
+static void failed(call_t *c, int status, const char *msg)
+{
+    sidecar_t *s = c->s;
+    if (c->peer[0] && status != CALL_E_SHUTDOWN)
+        breaker_failure(s, c->ns, c->peer);
+    if (!msg || !*msg)
+        msg = default_message(status);
+    if (c->retries_left > 0 && status != CALL_E_SHUTDOWN && !s->done) {
+        c->retries_left--;
+        s->stats.retries++;
+        LOG_DEBUG("call failed, retrying", "ns=%s url=%s status=%d cid=%s", c->ns, c->url, status, c->cid);
+        attempt(c);
+        return;
+    }
+    if (status == CALL_E_TIMEOUT)
+        s->stats.timeouts++;
+    if (msg != c->message)
+        snprintf(c->message, sizeof(c->message), "%s", msg);
+    finish(c, status, c->message);
+}
+
+static void succeeded(call_t *c, const char *result, size_t len)
+{
+    if (c->peer[0])
+        breaker_success(c->s, c->ns, c->peer);
+    sbuf_reset(&c->result);
+    c->has_result = result != NULL;
+    if (result && sbuf_add(&c->result, result, len)) {
+        finish(c, CALL_E_OVERLOAD, "result too large");
+        return;
+    }
+    finish(c, CALL_OK, NULL);
+}
+
+static void on_response(void *arg, int status, const frame_t *f)
+{
+    call_t *c = arg;
+    c->conn = NULL;
+    if (status == 200) {
+        succeeded(c, f->result.t != JT_NONE ? f->result.p : NULL, f->result.n);
+        return;
+    }
+    char msg[512] = "";
+    int st;
+    if (status == MODEM_E_TIMEOUT) {
+        st = CALL_E_TIMEOUT;
+    } else if (status < 0) {
+        st = CALL_E_UNREACHABLE;
+    } else {
+        st = f && f->status ? f->status : CALL_E_PEER;
+        if (f && f->message.t == JT_STRING)
+            jstr_get(f->message, msg, sizeof(msg), NULL);
+        if (f && !f->status && f->status_raw.t == JT_STRING && !msg[0])
+            jstr_get(f->status_raw, msg, sizeof(msg), NULL);
+    }
+    failed(c, st, msg);
+}
+
+static void on_self(void *arg, const app_result_t *r)
+{
+    call_t *c = arg;
+    c->self_req = NULL;
+    app_outcome_t o;
+    app_outcome_from(r, &o);
+    if (o.status == 200)
+        succeeded(c, o.result, o.result_len);
+    else
+        failed(c, o.status, o.message);
+    app_outcome_free(&o);
+}
+
+static void ignore_answer(void *arg, const app_result_t *r)
+{
+    (void)arg;
+    (void)r;
+}
+
+static void serve_self(call_t *c)
+{
+    sidecar_t *s = c->s;
+    char buf[2048];
+    s->stats.self_calls++;
+    const char *target = routes_match(s->routes, c->url, buf, sizeof(buf));
+    if (!target) {
+        snprintf(c->message, sizeof(c->message), "no route %.490s", c->url);
+        failed(c, 404, c->message);
+        return;
+    }
+    app_headers_t h = {.cid = c->cid, .caller = s->self_key, .token = s->cfg.app_token};
+    if (c->push) {
+        /* nobody waits for a push: forward and forget */
+        finish(c, CALL_OK, NULL);
+        c->self_req = NULL;
+        appclient_post(s->app, target, sbuf_data(&c->payload), c->payload.len, &h,
+                       ignore_answer, NULL);
+        return;
+    }
+    c->self_req = appclient_post(s->app, target, sbuf_data(&c->payload), c->payload.len, &h, on_self, c);
+    if (!c->self_req)
+        failed(c, 500, "bad route target");
+}
+
+static void on_found(void *arg, int err, wsconn_t *conn, bool self)
+{
+    call_t *c = arg;
+    sidecar_t *s = c->s;
+    c->waiting = false;
+    if (err) {
+        if (!c->reset_done && err == CALL_E_NO_INSTANCE) {
+            /* maybe everyone is excluded: forget the breaker and ask once more */
+            c->reset_done = true;
+            breaker_reset(s, c->ns);
+            c->waiting = true;
+            disc_get(s, c->ns, NULL, &c->waiter, on_found, c);
+            return;
+        }
+        c->peer[0] = '\0';
+        failed(c, err, NULL);
+        return;
+    }
+    if (self) {
+        snprintf(c->peer, sizeof(c->peer), "%s", s->self_key);
+        serve_self(c);
+        return;
+    }
+    snprintf(c->peer, sizeof(c->peer), "%s", conn->key);
+    if (c->push) {
+        int rc = modem_push(&conn->modem, c->url, c->url_len, sbuf_data(&c->payload), c->payload.len);
+        if (rc)
+            finish(c, CALL_E_UNREACHABLE, "could not send the push");
+        else
+            finish(c, CALL_OK, NULL);
+        return;
+    }
+    int rc = modem_request(&conn->modem, c->url, c->url_len, sbuf_data(&c->payload), c->payload.len,
+                           c->timeout_ms, on_response, c, &c->req_id);
+    if (rc) {
+        failed(c, rc == MODEM_E_FULL ? CALL_E_OVERLOAD : CALL_E_UNREACHABLE, modem_strerror(rc));
+        return;
+    }
+    c->conn = conn;
+}
+
+static void attempt(call_t *c)
+{
+    const char *ex[MAX_EXCLUDE + 1];
+    breaker_excluded(c->s, c->ns, ex, MAX_EXCLUDE + 1);
+    c->reset_done = false;
+    c->peer[0] = '\0';
+    c->waiting = true;
+    disc_get(c->s, c->ns, ex, &c->waiter, on_found, c);
+}
+
+call_t *call_start(sidecar_t *s, const call_opts_t *o, call_done_t done, void *arg)
+{
+    if (!o->ns || !*o->ns || strlen(o->ns) >= ADDR_NS_MAX || !o->url || o->url[0] != '/' ||
+        strlen(o->url) >= sizeof(((call_t *)0)->url))
+        return NULL;
+    call_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->s = s;
+    snprintf(c->ns, sizeof(c->ns), "%s", o->ns);
+    c->url_len = strlen(o->url);
+    memcpy(c->url, o->url, c->url_len + 1);
+    c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : s->cfg.request_timeout_ms;
+    c->retries_left = o->push ? 0 : o->retries;
+    c->push = o->push;
+    c->done = done;
+    c->arg = arg;
+    sbuf_init(&c->payload, 0, (size_t)s->cfg.max_frame_bytes);
+    sbuf_init(&c->result, 0, 0);
+    s->calls_inflight++;
+    c->next = live;
+    if (live)
+        live->prev = c;
+    live = c;
+    if (o->push)
+        s->stats.pushes++;
+    else
+        s->stats.calls++;
+    if (frame_payload_with_cid(&c->payload, o->payload, o->payload_len, o->payload ? o->payload_type : JT_NONE,
+                               o->cid, c->cid, sizeof(c->cid))) {
+        finish(c, CALL_E_OVERLOAD, "payload too large");
+        return c;
+    }
+    if (s->cfg.max_inflight > 0 && s->calls_inflight > (size_t)s->cfg.max_inflight) {
+        finish(c, CALL_E_OVERLOAD, "too many calls in flight");
+        return c;
+    }
+    attempt(c);
+    return c;
+}
+
+/* Stops whatever the call is doing right now, without telling anyone. */
+static void stop_work(call_t *c)
+{
+    if (c->waiting) {
+        disc_cancel(c->s, c->ns, &c->waiter);
+        c->waiting = false;
+    }
+    if (c->conn) {
+        modem_cancel(&c->conn->modem, c->req_id); /* sends the ABORT */
+        c->conn = NULL;
+    }
+    if (c->self_req) {
+        appclient_cancel(c->self_req);
+        c->self_req = NULL;
+    }
+}
+
+void call_detach(call_t *c)
+{
+    c->done = NULL;
+    if (!c->finished) {
+        stop_work(c);
+        finish(c, CALL_E_SHUTDOWN, NULL);
+    }
+}
+
+void call_abort_all(sidecar_t *s)
+{
+    for (call_t *c = live; c; c = c->next)
+        if (c->s == s && !c->finished) {
+            stop_work(c);
+            finish(c, CALL_E_SHUTDOWN, default_message(CALL_E_SHUTDOWN));
+        }
+}
+
+int call_http_status(int status)
+{
+    switch (status) {
+    case CALL_OK: return 200;
+    case CALL_E_NO_INSTANCE: return 503;
+    case CALL_E_UNREACHABLE: return 502;
+    case CALL_E_TIMEOUT: return 504;
+    case CALL_E_SHUTDOWN: return 503;
+    case CALL_E_OVERLOAD: return 503;
+    }
+    return status >= 400 && status <= 599 ? status : 502;
+}

@@ -1,0 +1,277 @@
+/* discovery: namespace → peer connection, as PROTOCOL §5 describes. One entry per
+ * namespace moves IDLE → PENDING (one /-/find shared by every caller) →
+ * CONNECTING (dial, unless a connection to that host:port exists in either
+ * direction) → READY. A READY entry is reused while its connection is open and
+ * not excluded; when a lookup fails but the previous connection is still open,
+ * that connection is used (cache degradation). */
+#include "sidecar.h"
+
+#include "log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { D_IDLE, D_PENDING, D_CONNECTING, D_READY };
+
+typedef struct disc_entry {
+    char           ns[ADDR_NS_MAX];
+    int            state;
+    bool           self;      /* READY and the peer is this sidecar */
+    wsconn_t      *conn;      /* READY (or the previous one, kept for degradation) */
+    wsconn_t      *dialing;   /* CONNECTING */
+    char           key[ADDR_KEY_MAX];
+    disc_waiter_t *waiters;
+} disc_entry_t;
+
+static disc_entry_t *entry(sidecar_t *s, const char *ns)
+{
+    disc_entry_t *e = hmap_gets(&s->cache, ns);
+    if (e)
+        return e;
+    e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    snprintf(e->ns, sizeof(e->ns), "%s", ns);
+    int err;
+    hmap_put(&s->cache, e->ns, strlen(e->ns), e, &err);
+    if (err) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+static bool usable(const wsconn_t *c) { return c && c->established && !c->closing; }
+
+static bool excluded(const char *key, const char *const *exclude)
+{
+    for (; exclude && *exclude; exclude++)
+        if (!strcmp(*exclude, key))
+            return true;
+    return false;
+}
+
+/* Hands the outcome to every waiter. Waiters may call disc_get again from their
+ * callback (a retry), so the list is detached first. */
+static void resolve(disc_entry_t *e, int err)
+{
+    disc_waiter_t *w = e->waiters;
+    e->waiters = NULL;
+    while (w) {
+        disc_waiter_t *next = w->next;
+        w->next = NULL;
+        if (err)
+            w->cb(w->arg, err, NULL, false);
+        else
+            w->cb(w->arg, 0, e->self ? NULL : e->conn, e->self);
+        w = next;
+    }
+}
+
+static void lookup_failed(sidecar_t *s, disc_entry_t *e, int err)
+{
+    s->stats.find_failures++;
+    if (usable(e->conn)) {
+        s->stats.degraded++;
+        LOG_DEBUG("lookup failed, using the cached peer", "ns=%s peer=%s", e->ns, e->conn->key);
+        e->state = D_READY;
+        resolve(e, 0);
+        return;
+    }
+    e->state = D_IDLE;
+    e->conn = NULL;
+    e->self = false;
+    resolve(e, err);
+}
+
+static void ready(disc_entry_t *e, wsconn_t *c, bool self)
+{
+    e->state = D_READY;
+    e->conn = c;
+    e->self = self;
+    e->dialing = NULL;
+    resolve(e, 0);
+}
+
+typedef struct find_ctx {
+    sidecar_t *s;
+    char       ns[ADDR_NS_MAX];
+} find_ctx_t;
+
+static void found(void *arg, int status, const frame_t *resp)
+{
+    find_ctx_t *fc = arg;
+    sidecar_t *s = fc->s;
+    disc_entry_t *e = hmap_gets(&s->cache, fc->ns);
+    free(fc);
+    if (!e || e->state != D_PENDING)
+        return;
+    jspan_t host, port;
+    char hostbuf[ADDR_HOST_MAX];
+    uint64_t portnum;
+    if (status != 200) {
+        LOG_DEBUG("registry lookup failed", "ns=%s status=%d", e->ns, status);
+        lookup_failed(s, e, CALL_E_NO_INSTANCE);
+        return;
+    }
+    if (resp->result.t != JT_OBJECT || !jobj_get(resp->result, "host", &host) ||
+        !jobj_get(resp->result, "port", &port) ||
+        jstr_get(host, hostbuf, sizeof(hostbuf), NULL) || jnum_u53(port, &portnum) ||
+        portnum < 1 || portnum > 65535) {
+        lookup_failed(s, e, CALL_E_NO_INSTANCE); /* no data: nobody (left) to call */
+        return;
+    }
+    addr_t a;
+    snprintf(a.host, sizeof(a.host), "%s", hostbuf);
+    a.port = (unsigned)portnum;
+    addr_format_key(a.host, a.port, e->key, sizeof(e->key));
+    if (!strcmp(e->key, s->self_key)) {
+        ready(e, NULL, true);
+        return;
+    }
+    wsconn_t *c = hmap_gets(&s->peers, e->key);
+    if (usable(c)) {
+        ready(e, c, false);
+        return;
+    }
+    if (c && !c->closing && !c->established) { /* already being dialed for another ns */
+        e->state = D_CONNECTING;
+        e->dialing = c;
+        return;
+    }
+    c = wsconn_dial(&s->net, &a, s->handshake, s->cfg.handshake_timeout_ms, NULL);
+    if (!c) {
+        lookup_failed(s, e, CALL_E_UNREACHABLE);
+        return;
+    }
+    int err;
+    hmap_put(&s->peers, c->key, strlen(c->key), c, &err);
+    e->state = D_CONNECTING;
+    e->dialing = c;
+}
+
+static void start_lookup(sidecar_t *s, disc_entry_t *e, const char *const *exclude)
+{
+    e->state = D_PENDING;
+    s->stats.finds++;
+    if (!s->registry_up) {
+        lookup_failed(s, e, CALL_E_NO_INSTANCE);
+        return;
+    }
+    sbuf_t b;
+    sbuf_init(&b, 0, 0);
+    sbuf_adds(&b, "{\"namespace\":");
+    sbuf_add_json_str(&b, e->ns, strlen(e->ns));
+    if (exclude && *exclude) {
+        sbuf_adds(&b, ",\"exclude\":[");
+        for (const char *const *x = exclude; *x; x++) {
+            if (x != exclude)
+                sbuf_addc(&b, ',');
+            sbuf_add_json_str(&b, *x, strlen(*x));
+        }
+        sbuf_addc(&b, ']');
+    }
+    sbuf_addc(&b, '}');
+    find_ctx_t *fc = malloc(sizeof(*fc));
+    int rc = fc ? 0 : -1;
+    if (fc) {
+        fc->s = s;
+        snprintf(fc->ns, sizeof(fc->ns), "%s", e->ns);
+        rc = modem_request(&s->registry->modem, "/-/find", 7, sbuf_data(&b), b.len,
+                           s->cfg.lookup_timeout_ms, found, fc, NULL);
+    }
+    sbuf_free(&b);
+    if (rc) {
+        free(fc);
+        lookup_failed(s, e, CALL_E_NO_INSTANCE);
+    }
+}
+
+void disc_get(sidecar_t *s, const char *ns, const char *const *exclude, disc_waiter_t *w,
+              disc_cb_t cb, void *arg)
+{
+    disc_entry_t *e = entry(s, ns);
+    if (!e) {
+        cb(arg, CALL_E_OVERLOAD, NULL, false);
+        return;
+    }
+    if (e->state == D_READY && (e->self || usable(e->conn)) && !excluded(e->key, exclude)) {
+        s->stats.cache_hits++;
+        cb(arg, 0, e->self ? NULL : e->conn, e->self);
+        return;
+    }
+    w->cb = cb;
+    w->arg = arg;
+    w->next = e->waiters;
+    e->waiters = w;
+    if (e->state == D_PENDING || e->state == D_CONNECTING)
+        return; /* join the lookup in progress */
+    start_lookup(s, e, exclude);
+}
+
+void disc_cancel(sidecar_t *s, const char *ns, disc_waiter_t *w)
+{
+    disc_entry_t *e = hmap_gets(&s->cache, ns);
+    if (!e)
+        return;
+    for (disc_waiter_t **pp = &e->waiters; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            return;
+        }
+}
+
+void disc_conn_open(sidecar_t *s, wsconn_t *c)
+{
+    void *v;
+    /* collect first: resolving may start new lookups that touch the map */
+    disc_entry_t *hits[64];
+    size_t n = 0;
+    for (size_t it = 0; (it = hmap_next(&s->cache, it, &v)) != 0 && n < 64;)
+        if (((disc_entry_t *)v)->dialing == c)
+            hits[n++] = v;
+    for (size_t i = 0; i < n; i++)
+        ready(hits[i], c, false);
+}
+
+void disc_conn_closed(sidecar_t *s, wsconn_t *c)
+{
+    void *v;
+    disc_entry_t *failed[64];
+    size_t n = 0;
+    for (size_t it = 0; (it = hmap_next(&s->cache, it, &v)) != 0;) {
+        disc_entry_t *e = v;
+        if (e->conn == c) {
+            e->conn = NULL;
+            if (e->state == D_READY)
+                e->state = D_IDLE;
+        }
+        if (e->dialing == c && n < 64)
+            failed[n++] = e;
+    }
+    for (size_t i = 0; i < n; i++) {
+        failed[i]->dialing = NULL;
+        failed[i]->state = D_IDLE;
+        resolve(failed[i], CALL_E_UNREACHABLE);
+    }
+}
+
+size_t disc_namespaces(sidecar_t *s, const char **out, size_t max)
+{
+    void *v;
+    size_t n = 0;
+    for (size_t it = 0; (it = hmap_next(&s->cache, it, &v)) != 0 && n < max;) {
+        disc_entry_t *e = v;
+        if (e->state == D_READY && (e->self || usable(e->conn)))
+            out[n++] = e->ns;
+    }
+    return n;
+}
+
+void disc_free(sidecar_t *s)
+{
+    void *v;
+    for (size_t it = 0; (it = hmap_next(&s->cache, it, &v)) != 0;)
+        free(v);
+    hmap_free(&s->cache);
+}

@@ -1,0 +1,252 @@
+/* micro-sidecar: entry point. Reads the configuration, works out the address
+ * peers will dial (flag, MICRO_ADVERTISE_HOST, POD_IP, else the first
+ * non-loopback IPv4), starts the mesh port, the registry connection and the
+ * local API on one loop, and runs the SIGTERM drain of INTERFACES.md. */
+#include "sidecar.h"
+
+#include "log.h"
+#include "loop.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int check_ns(const char *v, char *err, size_t errlen)
+{
+    if (!*v || strlen(v) >= ADDR_NS_MAX || v[0] == '/' || v[strlen(v) - 1] == '/' || strchr(v, '?')) {
+        snprintf(err, errlen, "must be a non-empty name without leading/trailing '/' or '?'");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_addr(const char *v, char *err, size_t errlen)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, v, &a4) == 1 || inet_pton(AF_INET6, v, &a6) == 1)
+        return 0;
+    snprintf(err, errlen, "must be an IPv4 or IPv6 address");
+    return -1;
+}
+
+static int check_host(const char *v, char *err, size_t errlen)
+{
+    if (!*v || strlen(v) >= ADDR_HOST_MAX || strpbrk(v, "/ []?#")) {
+        snprintf(err, errlen, "must be an address or host name");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_route(const char *v, char *err, size_t errlen)
+{
+    if (strcmp(v, "*") && (v[0] != '/' || strpbrk(v, " ?#"))) {
+        snprintf(err, errlen, "must be * or a path starting with /");
+        return -1;
+    }
+    return 0;
+}
+
+#define T sidecar_config_t
+#define INT(n, e, lo, hi, d, f, h) \
+    {.name = n, .env = e, .type = CFG_INT, .min = lo, .max = hi, .def = d, .offset = offsetof(T, f), .help = h}
+static const cfg_opt_t options[] = {
+    {.name = "namespace", .env = "MICRO_NAMESPACE", .type = CFG_STR, .required = 1, .check = check_ns,
+     .offset = offsetof(T, ns), .help = "the app's service name"},
+    {.name = "registry", .env = "MICRO_REGISTRY", .type = CFG_STR, .def = "127.0.0.1:9000",
+     .check = cfg_check_hostport, .offset = offsetof(T, registry), .help = "registry host:port (a DNS name is fine)"},
+    {.name = "advertise-host", .env = "MICRO_ADVERTISE_HOST,POD_IP", .type = CFG_STR, .check = check_host,
+     .offset = offsetof(T, advertise_host), .help = "address peers dial (default: first non-loopback IPv4)"},
+    INT("mesh-port", "MICRO_MESH_PORT", 1, 65535, "9100", mesh_port, "WebSocket port for peers; also serves the probes"),
+    {.name = "mesh-bind", .env = "MICRO_MESH_BIND", .type = CFG_STR, .def = "0.0.0.0", .check = check_addr,
+     .offset = offsetof(T, mesh_bind), .help = "mesh listen address (:: for dual stack)"},
+    INT("api-port", "MICRO_API_PORT", 1, 65535, "3500", api_port, "local HTTP API port"),
+    {.name = "api-bind", .env = "MICRO_API_BIND", .type = CFG_STR, .def = "127.0.0.1", .check = check_addr,
+     .offset = offsetof(T, api_bind), .help = "local HTTP API address (loopback only by default)"},
+    {.name = "app-url", .env = "MICRO_APP_URL", .type = CFG_STR, .def = "http://127.0.0.1:8080",
+     .check = cfg_check_url, .offset = offsetof(T, app_url), .help = "where inbound calls are forwarded: {app-url}{url}"},
+    {.name = "route", .env = "MICRO_ROUTES", .type = CFG_LIST, .check = check_route, .yaml = "routes",
+     .offset = offsetof(T, routes), .help = "a route served from start-up (repeatable; * = every url)"},
+    INT("request-timeout-ms", "MICRO_REQUEST_TIMEOUT_MS", 1, 86400000, "30000", request_timeout_ms, "default call timeout"),
+    INT("retries", "MICRO_RETRIES", 0, 100, "1", retries, "default call retries"),
+    INT("registry-lookup-timeout-ms", "MICRO_REGISTRY_LOOKUP_TIMEOUT_MS", 1, 3600000, "10000", lookup_timeout_ms, "/-/find timeout"),
+    INT("heartbeat-interval-ms", "MICRO_HEARTBEAT_INTERVAL_MS", 1, 3600000, "10000", heartbeat_interval_ms, "heartbeat push to the registry"),
+    INT("reconnect-interval-ms", "MICRO_RECONNECT_INTERVAL_MS", 1, 3600000, "3000", reconnect_interval_ms, "registry reconnect period"),
+    INT("breaker-cooldown-ms", "MICRO_BREAKER_COOLDOWN_MS", 0, 86400000, "30000", breaker_cooldown_ms, "how long a failed peer stays excluded"),
+    INT("shutdown-grace-ms", "MICRO_SHUTDOWN_GRACE_MS", 0, 3600000, "5000", shutdown_grace_ms, "drain time on SIGTERM"),
+    INT("handshake-timeout-ms", "MICRO_HANDSHAKE_TIMEOUT_MS", 1, 600000, "5000", handshake_timeout_ms, "peer and registry connect timeout"),
+    INT("max-body-bytes", "MICRO_MAX_BODY_BYTES", 1024, 268435456, "1048576", max_body_bytes, "largest payload or answer (a bigger request gets 413)"),
+    INT("max-connections", "MICRO_MAX_CONNECTIONS", 1, 1000000, "10000", max_connections, "peer connections (and API connections) accepted at once"),
+    INT("max-inflight", "MICRO_MAX_INFLIGHT", 0, 10000000, "0", max_inflight, "calls in flight per direction before 503 (0 = no limit)"),
+    INT("app-max-connections", "MICRO_APP_MAX_CONNECTIONS", 1, 100000, "1024", app_max_connections, "keep-alive connections to the app"),
+    INT("app-timeout-ms", "MICRO_APP_TIMEOUT_MS", 1, 86400000, "60000", app_timeout_ms, "longest wait for the app's answer"),
+    {.name = "mesh-token", .env = "MICRO_MESH_TOKEN", .type = CFG_STR, .offset = offsetof(T, mesh_token),
+     .help = "shared token: sent on outbound handshakes (?token=), required on inbound ones"},
+    {.name = "api-token", .env = "MICRO_API_TOKEN", .type = CFG_STR, .offset = offsetof(T, api_token),
+     .help = "require X-Micro-Token on the local API (but /-/health, /-/ready)"},
+    {.name = "app-token", .env = "MICRO_APP_TOKEN", .type = CFG_STR, .offset = offsetof(T, app_token),
+     .help = "sent to the app as X-Micro-Token on forwarded calls"},
+    CFG_LOG_OPTS(T, log_level, log_format),
+    CFG_END
+};
+#undef INT
+#undef T
+
+/* The first up, non-loopback IPv4 address, as the reference picks it. */
+static int first_ipv4(char *out, size_t len)
+{
+    struct ifaddrs *ifs, *i;
+    int rc = -1;
+    if (getifaddrs(&ifs))
+        return -1;
+    for (i = ifs; i && rc; i = i->ifa_next)
+        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && (i->ifa_flags & IFF_UP) &&
+            !(i->ifa_flags & IFF_LOOPBACK) &&
+            inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, out, (socklen_t)len))
+            rc = 0;
+    freeifaddrs(ifs);
+    return rc;
+}
+
+static void drain_step(lws_sorted_usec_list_t *sul);
+
+static bool drained(sidecar_t *s)
+{
+    return !s->calls_inflight && !s->inbound_inflight && !api_inflight(s->api);
+}
+
+/* SIGTERM: 1. not ready; 2. leave the registry; 3. let in-flight work finish
+ * for up to the grace; 4. abort the rest and exit. */
+static void begin_drain(sidecar_t *s)
+{
+    s->draining = true;
+    s->drain_deadline_ms = now_ms() + s->cfg.shutdown_grace_ms;
+    LOG_INFO("draining: not ready, leaving the registry", "grace_ms=%lld calls=%zu inbound=%zu",
+             s->cfg.shutdown_grace_ms, s->calls_inflight, s->inbound_inflight);
+    mesh_begin_drain(s);
+    lws_sul_schedule(s->ctx, 0, &s->drain_timer, drain_step, 1);
+}
+
+static void drain_step(lws_sorted_usec_list_t *sul)
+{
+    sidecar_t *s = lws_container_of(sul, sidecar_t, drain_timer);
+    int64_t now = now_ms();
+    if (drained(s) || now >= s->drain_deadline_ms) {
+        if (!drained(s)) {
+            LOG_WARN("grace over, aborting what is left", "calls=%zu inbound=%zu", s->calls_inflight,
+                     s->inbound_inflight);
+            call_abort_all(s);
+            mesh_abort_inbound(s);
+        }
+        /* one more short pass lets answers and ABORTs reach the wire */
+        if (!s->done) {
+            s->done = true;
+            s->drain_deadline_ms = now + 300;
+        }
+        if ((drained(s) && !mesh_queued_bytes(s)) || now >= s->drain_deadline_ms + 300) {
+            s->done = true;
+            lws_cancel_service(s->ctx);
+            return;
+        }
+    }
+    lws_sul_schedule(s->ctx, 0, &s->drain_timer, drain_step, 10 * LWS_US_PER_MS);
+}
+
+int main(int argc, char **argv)
+{
+    static sidecar_t s;
+    int rc = cfg_load(options, &s.cfg, argc, argv, "micro-sidecar", MICRO_VERSION,
+                      "The micro sidecar: registers an HTTP app with the micro registry and calls other namespaces for it.",
+                      "MICRO_CONFIG");
+    if (rc)
+        return rc == 1 ? 0 : 2;
+    s.started_ms = now_ms();
+    log_init(s.cfg.log_level, s.cfg.log_format, "micro-sidecar");
+    log_route_lws();
+
+    char host[ADDR_HOST_MAX];
+    if (s.cfg.advertise_host) {
+        snprintf(host, sizeof(host), "%s", s.cfg.advertise_host);
+    } else if (first_ipv4(host, sizeof(host))) {
+        fprintf(stderr, "micro-sidecar: --advertise-host: no non-loopback IPv4 address found; set --advertise-host, MICRO_ADVERTISE_HOST or POD_IP\n");
+        cfg_free(options, &s.cfg);
+        return 2;
+    }
+    snprintf(s.self.host, sizeof(s.self.host), "%s", host);
+    s.self.port = (unsigned)s.cfg.mesh_port;
+    addr_format_key(s.self.host, s.self.port, s.self_key, sizeof(s.self_key));
+    if (addr_parse_key(s.cfg.registry, strlen(s.cfg.registry), &s.registry_addr)) {
+        fprintf(stderr, "micro-sidecar: --registry: must be host:port (got \"%s\")\n", s.cfg.registry);
+        cfg_free(options, &s.cfg);
+        return 2;
+    }
+    /* the handshake path is our identity; the token rides in the query string,
+     * which reference peers ignore */
+    char query[300] = "";
+    if (s.cfg.mesh_token && *s.cfg.mesh_token)
+        snprintf(query, sizeof(query), "token=%s", s.cfg.mesh_token);
+    if (addr_build_handshake(s.self.host, s.self.port, s.cfg.ns, query[0] ? query : NULL, s.handshake,
+                             sizeof(s.handshake)) < 0) {
+        fprintf(stderr, "micro-sidecar: --namespace: too long\n");
+        cfg_free(options, &s.cfg);
+        return 2;
+    }
+    /* a payload plus the frame around it must fit in one message */
+    s.cfg.max_frame_bytes = s.cfg.max_body_bytes + 65536;
+    raise_nofile_limit();
+    hmap_init(&s.peers);
+    hmap_init(&s.cache);
+    hmap_init(&s.breakers);
+
+    s.routes = routes_new(s.cfg.app_url);
+    for (size_t i = 0; i < s.cfg.routes.n; i++)
+        routes_add(s.routes, s.cfg.routes.v[i], NULL);
+
+    s.ctx = loop_create();
+    if (!s.ctx) {
+        LOG_ERROR("cannot create the event loop");
+        return 1;
+    }
+    loop_install_signals(s.ctx);
+    s.app = appclient_new(&s);
+    if (mesh_start(&s)) {
+        LOG_ERROR("cannot listen on the mesh port", "bind=%s port=%lld", s.cfg.mesh_bind, s.cfg.mesh_port);
+        return 1;
+    }
+    s.api = api_start(&s);
+    if (!s.api) {
+        LOG_ERROR("cannot listen on the API port", "bind=%s port=%lld", s.cfg.api_bind, s.cfg.api_port);
+        return 1;
+    }
+    LOG_INFO("micro-sidecar started", "ns=%s advertise=%s mesh=%s:%lld api=%s:%lld registry=%s app=%s routes=%zu version=%s",
+             s.cfg.ns, s.self_key, s.cfg.mesh_bind, s.cfg.mesh_port, s.cfg.api_bind, s.cfg.api_port,
+             s.cfg.registry, s.cfg.app_url, routes_count(s.routes), MICRO_VERSION);
+
+    while (!s.done || s.draining) {
+        if (lws_service(s.ctx, 0) < 0)
+            break;
+        if (loop_signal() && !s.draining)
+            begin_drain(&s);
+        if (s.done && s.draining && (drained(&s) || now_ms() >= s.drain_deadline_ms + 300) &&
+            (!mesh_queued_bytes(&s) || now_ms() >= s.drain_deadline_ms + 300))
+            break;
+    }
+    LOG_INFO("stopped", "calls=%llu inbound=%llu", (unsigned long long)s.stats.calls,
+             (unsigned long long)s.stats.inbound);
+    api_stop(s.api);
+    loop_destroy(s.ctx);
+    appclient_free(s.app);
+    routes_free(s.routes);
+    disc_free(&s);
+    breaker_free(&s);
+    hmap_free(&s.peers);
+    cfg_free(options, &s.cfg);
+    return 0;
+}

@@ -1,0 +1,406 @@
+/* mesh: the sidecar's peer role. It keeps the registry connection (handshake path
+ * = our identity, heartbeat push, reconnect at once and then every interval),
+ * the one-connection-per-pair table shared by both directions, and serves
+ * inbound REQUESTs: /-/health itself, registered routes by forwarding to the app,
+ * ABORT by cancelling the forwarded request. */
+#include "sidecar.h"
+
+#include "log.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* An inbound REQUEST being served by the app. */
+typedef struct inbound {
+    struct inbound *next, *prev;  /* on its peer */
+    struct peer    *peer;
+    uint64_t        id;
+    bool            twoway;
+    app_req_t      *req;
+} inbound_t;
+
+/* Per peer connection: the inbound requests it has in flight (for ABORT). */
+typedef struct peer {
+    struct peer *next, *prev;     /* every peer connection */
+    wsconn_t    *conn;
+    hmap_t       inbound;         /* id → inbound */
+    inbound_t   *list;
+} peer_t;
+
+static peer_t *peers_all;
+
+static sidecar_t *sc(wsnet_t *n) { return n->user; }
+
+static peer_t *peer_attach(wsconn_t *c)
+{
+    peer_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->conn = c;
+    hmap_init(&p->inbound);
+    p->next = peers_all;
+    if (peers_all)
+        peers_all->prev = p;
+    peers_all = p;
+    c->user = p;
+    return p;
+}
+
+static void inbound_unlink(inbound_t *ib)
+{
+    peer_t *p = ib->peer;
+    hmap_del_if(&p->inbound, &ib->id, sizeof(ib->id), ib);
+    if (ib->prev)
+        ib->prev->next = ib->next;
+    else
+        p->list = ib->next;
+    if (ib->next)
+        ib->next->prev = ib->prev;
+}
+
+static void peer_detach(sidecar_t *s, peer_t *p)
+{
+    /* the connection is gone: nobody can hear the answers any more */
+    while (p->list) {
+        inbound_t *ib = p->list;
+        inbound_unlink(ib);
+        appclient_cancel(ib->req);
+        s->inbound_inflight--;
+        s->stats.inbound_aborted++;
+        free(ib);
+    }
+    hmap_free(&p->inbound);
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        peers_all = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    free(p);
+}
+
+/* ---- the registry connection ---- */
+
+static void dial_registry(sidecar_t *s);
+
+static void heartbeat(lws_sorted_usec_list_t *sul)
+{
+    sidecar_t *s = lws_container_of(sul, sidecar_t, heartbeat_timer);
+    if (!s->registry_up)
+        return;
+    s->stats.heartbeats++;
+    modem_push(&s->registry->modem, "/-/heartbeat", 12, "{}", 2);
+    lws_sul_schedule(s->ctx, 0, &s->heartbeat_timer, heartbeat, s->cfg.heartbeat_interval_ms * LWS_US_PER_MS);
+}
+
+static void reconnect(lws_sorted_usec_list_t *sul)
+{
+    sidecar_t *s = lws_container_of(sul, sidecar_t, reconnect_timer);
+    if (!s->draining && !s->registry)
+        dial_registry(s);
+}
+
+static void dial_registry(sidecar_t *s)
+{
+    s->registry = wsconn_dial(&s->net, &s->registry_addr, s->handshake, s->cfg.handshake_timeout_ms, NULL);
+    if (!s->registry) {
+        LOG_WARN("registry unreachable, will retry", "registry=%s retry_ms=%lld", s->cfg.registry,
+                 s->cfg.reconnect_interval_ms);
+        lws_sul_schedule(s->ctx, 0, &s->reconnect_timer, reconnect, s->cfg.reconnect_interval_ms * LWS_US_PER_MS);
+    }
+}
+
+static void registry_opened(sidecar_t *s)
+{
+    s->registry_up = true;
+    s->stats.registry_connects++;
+    if (!s->ever_registered)
+        LOG_INFO("registered with the registry", "registry=%s as=%s ns=%s ms_since_start=%lld",
+                 s->cfg.registry, s->self_key, s->cfg.ns, (long long)(now_ms() - s->started_ms));
+    else
+        LOG_INFO("registered with the registry again", "registry=%s", s->cfg.registry);
+    s->ever_registered = true;
+    lws_sul_schedule(s->ctx, 0, &s->heartbeat_timer, heartbeat, s->cfg.heartbeat_interval_ms * LWS_US_PER_MS);
+}
+
+static void registry_closed(sidecar_t *s)
+{
+    bool was_up = s->registry_up;
+    s->registry = NULL;
+    s->registry_up = false;
+    lws_sul_cancel(&s->heartbeat_timer);
+    if (s->draining)
+        return;
+    if (was_up) {
+        s->stats.registry_disconnects++;
+        LOG_WARN("registry connection lost, reconnecting", "registry=%s", s->cfg.registry);
+        dial_registry(s); /* at once, as the reference does */
+    } else {
+        LOG_WARN("registry unreachable, will retry", "registry=%s retry_ms=%lld", s->cfg.registry,
+                 s->cfg.reconnect_interval_ms);
+        lws_sul_schedule(s->ctx, 0, &s->reconnect_timer, reconnect, s->cfg.reconnect_interval_ms * LWS_US_PER_MS);
+    }
+}
+
+/* ---- connection events ---- */
+
+static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const char *ns)
+{
+    sidecar_t *s = sc(n);
+    if (s->cfg.mesh_token && *s->cfg.mesh_token) {
+        char tok[256];
+        if (!lws_get_urlarg_by_name(wsi, "token=", tok, sizeof(tok)) || strcmp(tok, s->cfg.mesh_token)) {
+            LOG_WARN("peer refused: bad mesh token", "caller=%s:%u ns=%s", caller->host, caller->port, ns);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void on_open(wsconn_t *c)
+{
+    sidecar_t *s = sc(c->net);
+    if (c == s->registry) {
+        registry_opened(s);
+        return;
+    }
+    if (!peer_attach(c)) {
+        wsconn_close(c);
+        return;
+    }
+    if (!c->outbound) {
+        /* one connection per pair: an inbound one becomes the way to reach it */
+        int err;
+        hmap_put(&s->peers, c->key, strlen(c->key), c, &err);
+        LOG_DEBUG("peer connected", "peer=%s ns=%s", c->key, c->ns);
+    } else {
+        LOG_DEBUG("peer dialed", "peer=%s", c->key);
+        disc_conn_open(s, c);
+    }
+}
+
+static void on_close(wsconn_t *c)
+{
+    sidecar_t *s = sc(c->net);
+    if (c == s->registry) {
+        registry_closed(s);
+        return;
+    }
+    hmap_del_if(&s->peers, c->key, strlen(c->key), c);
+    disc_conn_closed(s, c);
+    if (c->user)
+        peer_detach(s, c->user);
+    c->user = NULL;
+}
+
+static void respond(wsconn_t *c, uint64_t id, int status, const char *result, size_t len, const char *msg)
+{
+    if (status == 200)
+        modem_respond_ok(&c->modem, id, result, len);
+    else
+        modem_respond_err(&c->modem, id, status, msg);
+}
+
+static void on_app_answer(void *arg, const app_result_t *r)
+{
+    inbound_t *ib = arg;
+    peer_t *p = ib->peer;
+    sidecar_t *s = sc(p->conn->net);
+    inbound_unlink(ib);
+    s->inbound_inflight--;
+    app_outcome_t o;
+    app_outcome_from(r, &o);
+    if (o.status == 200) {
+        s->stats.inbound_ok++;
+    } else {
+        s->stats.inbound_failed++;
+        if (r->status == 0)
+            LOG_WARN("app unreachable", "err=\"%s\"", r->error ? r->error : "?");
+    }
+    if (ib->twoway)
+        respond(p->conn, ib->id, o.status, o.result, o.result_len, o.message);
+    app_outcome_free(&o);
+    free(ib);
+}
+
+static void on_request(wsconn_t *c, const frame_t *f)
+{
+    sidecar_t *s = sc(c->net);
+    peer_t *p = c->user;
+    char url[1024], buf[2048], msg[1100];
+    if (c == s->registry || !p) {
+        if (f->twoway)
+            modem_respond_err(&c->modem, f->id, 404, "no routes on this connection");
+        return;
+    }
+    if (jstr_get(f->url, url, sizeof(url), NULL)) {
+        if (f->twoway)
+            modem_respond_err(&c->modem, f->id, 400, "url too long");
+        return;
+    }
+    if (f->stream) {
+        if (f->twoway)
+            modem_respond_err(&c->modem, f->id, 501, "streaming requests are not supported");
+        return;
+    }
+    if (!strcmp(url, "/-/health")) {
+        if (f->twoway) {
+            sbuf_t b;
+            sbuf_init(&b, 0, 0);
+            probe_health(s, &b);
+            modem_respond_ok(&c->modem, f->id, sbuf_data(&b), b.len);
+            sbuf_free(&b);
+        }
+        return;
+    }
+    s->stats.inbound++;
+    const char *target = routes_match(s->routes, url, buf, sizeof(buf));
+    if (!target) {
+        s->stats.inbound_no_route++;
+        if (f->twoway) {
+            snprintf(msg, sizeof(msg), "no route %s", url);
+            modem_respond_err(&c->modem, f->id, 404, msg);
+        }
+        return;
+    }
+    if (s->cfg.max_inflight > 0 && s->inbound_inflight >= (size_t)s->cfg.max_inflight) {
+        if (f->twoway)
+            modem_respond_err(&c->modem, f->id, 503, "too many calls in flight");
+        return;
+    }
+    /* the correlation id travels inside the payload; the app gets it as a header */
+    char cid[128] = "";
+    jspan_t v;
+    if (f->payload.t == JT_OBJECT && jobj_get(f->payload, "_correlationId", &v)) {
+        if (v.t != JT_STRING || jstr_get(v, cid, sizeof(cid), NULL))
+            snprintf(cid, sizeof(cid), "%.*s", (int)(v.n < 120 ? v.n : 120), v.p);
+    }
+    inbound_t *ib = calloc(1, sizeof(*ib));
+    if (!ib) {
+        if (f->twoway)
+            modem_respond_err(&c->modem, f->id, 503, "out of memory");
+        return;
+    }
+    ib->peer = p;
+    ib->id = f->id;
+    ib->twoway = f->twoway;
+    app_headers_t h = {.cid = cid, .caller = c->key, .token = s->cfg.app_token};
+    const char *body = f->payload.t != JT_NONE ? f->payload.p : "";
+    size_t blen = f->payload.t != JT_NONE ? f->payload.n : 0;
+    ib->req = appclient_post(s->app, target, body, blen, &h, on_app_answer, ib);
+    if (!ib->req) {
+        free(ib);
+        if (f->twoway)
+            modem_respond_err(&c->modem, f->id, 500, "bad route target");
+        return;
+    }
+    int err;
+    inbound_t *old = hmap_put(&p->inbound, &ib->id, sizeof(ib->id), ib, &err);
+    (void)old; /* a peer reusing a pending id: the older one stays reachable by list only */
+    ib->next = p->list;
+    if (p->list)
+        p->list->prev = ib;
+    p->list = ib;
+    s->inbound_inflight++;
+}
+
+static void on_abort(wsconn_t *c, uint64_t target)
+{
+    sidecar_t *s = sc(c->net);
+    peer_t *p = c->user;
+    if (!p)
+        return;
+    inbound_t *ib = hmap_get(&p->inbound, &target, sizeof(target));
+    if (!ib)
+        return;
+    inbound_unlink(ib);
+    appclient_cancel(ib->req); /* the app sees its client go away */
+    s->inbound_inflight--;
+    s->stats.inbound_aborted++;
+    LOG_DEBUG("inbound call aborted by the caller", "peer=%s id=%llu", c->key, (unsigned long long)target);
+    free(ib);
+}
+
+static void on_http(wsnet_t *n, const char *path, http_reply_t *rep)
+{
+    sidecar_t *s = sc(n);
+    if (!strcmp(path, "/-/health")) {
+        rep->status = 200;
+        probe_health(s, &rep->body);
+    } else if (!strcmp(path, "/-/ready")) {
+        rep->status = probe_ready(s, &rep->body);
+    } else if (!strcmp(path, "/metrics")) {
+        rep->status = 200;
+        rep->ctype = "text/plain; version=0.0.4";
+        probe_metrics(s, &rep->body);
+    }
+}
+
+static const wsnet_ops_t mesh_ops = {
+    .accept = on_accept,
+    .on_open = on_open,
+    .on_request = on_request,
+    .on_abort = on_abort,
+    .on_close = on_close,
+    .http = on_http,
+};
+
+static struct lws_protocols protocols[] = {
+    {"micro", wsconn_lws_callback, 64, 65536, 0, NULL, 0},
+    {"micro-app", appclient_lws_callback, 0, 65536, 0, NULL, 0},
+    {"micro-api", api_lws_callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+int mesh_start(sidecar_t *s)
+{
+    s->net.ctx = s->ctx;
+    s->net.ops = &mesh_ops;
+    s->net.user = s;
+    s->net.max_frame = (size_t)s->cfg.max_frame_bytes;
+    s->net.max_queue = 16 * (size_t)s->cfg.max_frame_bytes;
+    s->net.max_conns = (size_t)s->cfg.max_connections;
+    s->net.max_pending = s->cfg.max_inflight > 0 ? (size_t)s->cfg.max_inflight : 100000;
+    protocols[0].user = &s->net;
+    protocols[1].user = s->app;
+    if (wsnet_listen(&s->net, "mesh", s->cfg.mesh_bind, (int)s->cfg.mesh_port, protocols))
+        return -1;
+    dial_registry(s);
+    return 0;
+}
+
+void mesh_begin_drain(sidecar_t *s)
+{
+    lws_sul_cancel(&s->reconnect_timer);
+    lws_sul_cancel(&s->heartbeat_timer);
+    if (s->registry) {
+        LOG_INFO("leaving the registry", "registry=%s", s->cfg.registry);
+        wsconn_close(s->registry);
+    }
+}
+
+void mesh_abort_inbound(sidecar_t *s)
+{
+    for (peer_t *p = peers_all; p; p = p->next) {
+        while (p->list) {
+            inbound_t *ib = p->list;
+            inbound_unlink(ib);
+            appclient_cancel(ib->req);
+            s->inbound_inflight--;
+            s->stats.inbound_aborted++;
+            if (ib->twoway)
+                modem_respond_err(&p->conn->modem, ib->id, 503, "the provider is shutting down");
+            free(ib);
+        }
+    }
+}
+
+size_t mesh_queued_bytes(sidecar_t *s)
+{
+    size_t n = 0;
+    (void)s;
+    for (peer_t *p = peers_all; p; p = p->next)
+        n += p->conn->qbytes;
+    return n;
+}

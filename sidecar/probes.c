@@ -1,0 +1,95 @@
+/* probes: the bodies of /-/health, /-/ready and /metrics, shared by the local API
+ * and the mesh port (kubelet probes the pod IP, the app asks on loopback). */
+#include "sidecar.h"
+
+#include "prom.h"
+#include "util.h"
+
+#include <string.h>
+
+bool sidecar_ready(sidecar_t *s, const char **reason)
+{
+    if (s->draining) {
+        *reason = "shutting down";
+        return false;
+    }
+    if (!s->ever_registered) {
+        *reason = "not registered with the registry yet";
+        return false;
+    }
+    *reason = NULL;
+    return true;
+}
+
+void probe_health(sidecar_t *s, sbuf_t *b)
+{
+    const char *names[256];
+    size_t n = disc_namespaces(s, names, 256);
+    sbuf_printf(b, "{\"status\":\"ok\",\"registry\":%s,\"uptime\":%.3f,\"namespaces\":[",
+                s->registry_up ? "true" : "false", (double)(now_ms() - s->started_ms) / 1000.0);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sbuf_addc(b, ',');
+        sbuf_add_json_str(b, names[i], strlen(names[i]));
+    }
+    sbuf_add(b, "]}", 2);
+}
+
+int probe_ready(sidecar_t *s, sbuf_t *b)
+{
+    const char *why;
+    if (sidecar_ready(s, &why)) {
+        sbuf_adds(b, "{\"status\":\"ready\"}");
+        return 200;
+    }
+    sbuf_adds(b, "{\"status\":\"not-ready\",\"reason\":");
+    sbuf_add_json_str(b, why, strlen(why));
+    sbuf_addc(b, '}');
+    return 503;
+}
+
+void probe_metrics(sidecar_t *s, sbuf_t *b)
+{
+    const sidecar_stats_t *st = &s->stats;
+    const wsnet_stats_t *ws = &s->net.stats;
+    const char *why;
+#define C(name, help, v) prom_metric(b, "micro_sidecar_" name, "counter", help, (double)(v))
+#define G(name, help, v) prom_metric(b, "micro_sidecar_" name, "gauge", help, (double)(v))
+    G("ready", "1 when /-/ready answers 200.", sidecar_ready(s, &why));
+    G("registry_connected", "1 while the registry connection is open.", s->registry_up);
+    C("registry_connects_total", "Registrations with the registry (first and again).", st->registry_connects);
+    C("registry_disconnects_total", "Registry connections lost.", st->registry_disconnects);
+    C("heartbeats_total", "Heartbeats pushed to the registry.", st->heartbeats);
+    G("peer_connections", "Open peer connections (both directions).", s->net.nconns - (s->registry_up ? 1 : 0));
+    C("calls_total", "Outbound calls started through the local API.", st->calls);
+    C("calls_ok_total", "Outbound calls answered with status 200.", st->calls_ok);
+    C("calls_failed_total", "Outbound calls and pushes that failed.", st->calls_failed);
+    C("call_retries_total", "Retries of outbound calls.", st->retries);
+    C("call_timeouts_total", "Outbound calls that timed out (ABORT sent).", st->timeouts);
+    C("pushes_total", "Outbound pushes.", st->pushes);
+    G("calls_in_flight", "Outbound calls in flight.", s->calls_inflight);
+    C("self_calls_total", "Calls resolved to this sidecar and served by its own app.", st->self_calls);
+    C("inbound_total", "Inbound requests for app routes.", st->inbound);
+    C("inbound_ok_total", "Inbound requests the app answered with 2xx.", st->inbound_ok);
+    C("inbound_failed_total", "Inbound requests that failed (app error or unreachable).", st->inbound_failed);
+    C("inbound_aborted_total", "Inbound requests cancelled (ABORT, caller gone, shutdown).", st->inbound_aborted);
+    C("inbound_no_route_total", "Inbound requests for a url with no route.", st->inbound_no_route);
+    G("inbound_in_flight", "Inbound requests being served by the app.", s->inbound_inflight);
+    C("app_unreachable_total", "Forwarded requests that could not reach the app.", st->app_unreachable);
+    G("app_connections", "Open keep-alive connections to the app.", appclient_connections(s->app));
+    C("finds_total", "Registry lookups (/-/find).", st->finds);
+    C("find_failures_total", "Registry lookups that found nobody or failed.", st->find_failures);
+    C("discovery_cache_hits_total", "Calls that reused a cached peer without a lookup.", st->cache_hits);
+    C("discovery_degraded_total", "Lookups that failed but fell back to the cached peer.", st->degraded);
+    C("breaker_exclusions_total", "Peers excluded after a failure.", st->breaker_exclusions);
+    C("breaker_resets_total", "Namespaces whose exclusions were cleared (all excluded).", st->breaker_resets);
+    G("breaker_open", "Peers currently excluded.", breaker_open_count(s));
+    C("frames_in_total", "WebSocket messages received.", ws->frames_in);
+    C("frames_out_total", "WebSocket messages sent.", ws->frames_out);
+    C("bad_frames_total", "Messages dropped as malformed.", ws->bad_frames);
+    C("oversized_frames_total", "Connections closed (1009) for an oversized message.", ws->oversized);
+    C("api_requests_total", "Local API requests.", st->api_requests);
+    G("uptime_seconds", "Seconds since start.", (double)(now_ms() - s->started_ms) / 1000.0);
+#undef C
+#undef G
+}

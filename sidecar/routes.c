@@ -1,0 +1,135 @@
+/* routes: which urls this sidecar serves for its app, and where each goes.
+ * Small (tens of entries), read on every inbound call, written by the local API. */
+#include "sidecar.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct route {
+    char *url;
+    char *target;
+} route_t;
+
+struct routes {
+    hmap_t  map;     /* url → route */
+    char   *app_url; /* without a trailing '/' */
+};
+
+routes_t *routes_new(const char *app_url)
+{
+    routes_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    hmap_init(&r->map);
+    r->app_url = strdup(app_url);
+    size_t n = strlen(r->app_url);
+    while (n && r->app_url[n - 1] == '/')
+        r->app_url[--n] = '\0';
+    return r;
+}
+
+static void route_free(route_t *rt)
+{
+    free(rt->url);
+    free(rt->target);
+    free(rt);
+}
+
+void routes_free(routes_t *r)
+{
+    void *v;
+    if (!r)
+        return;
+    for (size_t it = 0; (it = hmap_next(&r->map, it, &v)) != 0;)
+        route_free(v);
+    hmap_free(&r->map);
+    free(r->app_url);
+    free(r);
+}
+
+static bool valid_url(const char *url)
+{
+    if (!strcmp(url, "*"))
+        return true;
+    if (url[0] != '/' || strlen(url) > 1024)
+        return false;
+    for (const char *p = url; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == '?' || *p == '#')
+            return false;
+    return true;
+}
+
+int routes_add(routes_t *r, const char *url, const char *target)
+{
+    char def[2048];
+    if (!valid_url(url))
+        return 400;
+    if (!target || !*target) {
+        if (!strcmp(url, "*"))
+            target = r->app_url; /* the wildcard forwards to app_url + the call's url */
+        else {
+            snprintf(def, sizeof(def), "%s%s", r->app_url, url);
+            target = def;
+        }
+    } else if (strncmp(target, "http://", 7) != 0) {
+        return 400;
+    }
+    route_t *old = hmap_gets(&r->map, url);
+    if (old)
+        return strcmp(old->target, target) ? 409 : 200;
+    route_t *rt = calloc(1, sizeof(*rt));
+    if (!rt || !(rt->url = strdup(url)) || !(rt->target = strdup(target))) {
+        if (rt)
+            route_free(rt);
+        return 500;
+    }
+    int err;
+    hmap_put(&r->map, rt->url, strlen(rt->url), rt, &err);
+    if (err) {
+        route_free(rt);
+        return 500;
+    }
+    return 201;
+}
+
+int routes_del(routes_t *r, const char *url)
+{
+    route_t *rt = hmap_del(&r->map, url, strlen(url));
+    if (!rt)
+        return 404;
+    route_free(rt);
+    return 204;
+}
+
+const char *routes_match(routes_t *r, const char *url, char *buf, size_t buflen)
+{
+    route_t *rt = hmap_gets(&r->map, url);
+    if (rt)
+        return rt->target;
+    rt = hmap_gets(&r->map, "*");
+    if (!rt)
+        return NULL;
+    int n = snprintf(buf, buflen, "%s%s", rt->target, url);
+    return n > 0 && (size_t)n < buflen ? buf : NULL;
+}
+
+void routes_json(routes_t *r, sbuf_t *out)
+{
+    void *v;
+    bool first = true;
+    sbuf_addc(out, '[');
+    for (size_t it = 0; (it = hmap_next(&r->map, it, &v)) != 0;) {
+        route_t *rt = v;
+        if (!first)
+            sbuf_addc(out, ',');
+        first = false;
+        sbuf_adds(out, "{\"url\":");
+        sbuf_add_json_str(out, rt->url, strlen(rt->url));
+        sbuf_adds(out, ",\"target\":");
+        sbuf_add_json_str(out, rt->target, strlen(rt->target));
+        sbuf_addc(out, '}');
+    }
+    sbuf_addc(out, ']');
+}
+
+size_t routes_count(routes_t *r) { return hmap_len(&r->map); }

@@ -1,0 +1,237 @@
+/* sidecar: the application role of PROTOCOL §5 on behalf of an HTTP app, plus the
+ * local HTTP API of INTERFACES.md. This header is the one place that shows how the
+ * pieces hang together; each .c owns one concern:
+ *   mesh.c       registry connection, peer connections, inbound REQUESTs
+ *   discovery.c  namespace → peer cache (IDLE → PENDING → READY), shared /-/find
+ *   breaker.c    per-namespace exclusion of failed peers
+ *   call.c       outbound call/push: correlation id, retries, timeouts, errors
+ *   appclient.c  keep-alive HTTP/1.1 client that forwards inbound calls to the app
+ *   routes.c     url → app target table
+ *   api.c        the local HTTP API (libmicrohttpd, driven from the loop thread)
+ *   probes.c     /-/health, /-/ready, /metrics bodies for the API and mesh ports
+ * Threading: everything here runs on the one loop thread (see docs/ARCHITECTURE.md). */
+#ifndef MICRO_SIDECAR_H
+#define MICRO_SIDECAR_H
+
+#include "addr.h"
+#include "config.h"
+#include "hmap.h"
+#include "wsconn.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct sidecar_config {
+    char      *ns;
+    char      *registry;
+    char      *advertise_host;
+    long long  mesh_port;
+    char      *mesh_bind;
+    long long  api_port;
+    char      *api_bind;
+    char      *app_url;
+    cfg_list_t routes;
+    long long  request_timeout_ms;
+    long long  retries;
+    long long  lookup_timeout_ms;
+    long long  heartbeat_interval_ms;
+    long long  reconnect_interval_ms;
+    long long  breaker_cooldown_ms;
+    long long  shutdown_grace_ms;
+    long long  handshake_timeout_ms;
+    long long  max_frame_bytes;
+    long long  max_body_bytes;
+    long long  max_connections;
+    long long  max_inflight;
+    long long  app_max_connections;
+    long long  app_timeout_ms;
+    char      *mesh_token;
+    char      *api_token;
+    char      *app_token;
+    char      *log_level;
+    char      *log_format;
+} sidecar_config_t;
+
+/* Outcome codes of outbound work, beside a peer's own numeric status. */
+enum {
+    CALL_OK = 200,
+    CALL_E_NO_INSTANCE = -10,  /* registry has nobody (left) for the namespace → 503 */
+    CALL_E_UNREACHABLE = -11,  /* could not dial the peer, or the connection dropped → 502 */
+    CALL_E_TIMEOUT = -12,      /* no answer in time; ABORT sent → 504 */
+    CALL_E_SHUTDOWN = -13,     /* aborted by the shutdown drain → 503 */
+    CALL_E_OVERLOAD = -14,     /* a local limit (in-flight, queue) was hit → 503 */
+    CALL_E_PEER = -15,         /* the peer failed with a non-HTTP status → 502 */
+};
+
+typedef struct sidecar_stats {
+    uint64_t calls, calls_ok, calls_failed, retries, timeouts, pushes;
+    uint64_t inbound, inbound_ok, inbound_failed, inbound_aborted, inbound_no_route;
+    uint64_t app_errors, app_unreachable;
+    uint64_t finds, find_failures, cache_hits, degraded;
+    uint64_t registry_connects, registry_disconnects, heartbeats;
+    uint64_t self_calls, breaker_exclusions, breaker_resets;
+    uint64_t api_requests, api_errors;
+} sidecar_stats_t;
+
+typedef struct routes routes_t;
+typedef struct appclient appclient_t;
+typedef struct api api_t;
+
+typedef struct sidecar {
+    sidecar_config_t cfg;
+    struct lws_context *ctx;
+    wsnet_t   net;             /* mesh port + every peer connection + the registry's */
+    addr_t    self;            /* advertise host, mesh port */
+    char      self_key[ADDR_KEY_MAX];
+    char      handshake[1024]; /* "/{host}/{port}/{ns}[?token=..]" */
+    addr_t    registry_addr;
+    wsconn_t *registry;        /* the current registry connection, open or opening */
+    bool      registry_up;     /* handshake done on it */
+    bool      ever_registered;
+    bool      draining;
+    bool      done;
+    int64_t   started_ms;
+    int64_t   drain_deadline_ms;
+    lws_sorted_usec_list_t heartbeat_timer, reconnect_timer, drain_timer;
+    hmap_t    peers;           /* "host:port" → wsconn (one per pair, either direction) */
+    hmap_t    cache;           /* namespace → disc_entry */
+    hmap_t    breakers;        /* namespace → breaker */
+    size_t    calls_inflight;
+    size_t    inbound_inflight;
+    routes_t    *routes;
+    appclient_t *app;
+    api_t       *api;
+    sidecar_stats_t stats;
+} sidecar_t;
+
+/* mesh.c */
+int  mesh_start(sidecar_t *s);
+void mesh_begin_drain(sidecar_t *s);  /* closes the registry connection for good */
+void mesh_abort_inbound(sidecar_t *s);/* answers what is left with 503 */
+size_t mesh_queued_bytes(sidecar_t *s);
+/* Answers a REQUEST on c with an app outcome (used by mesh.c and the self path). */
+
+/* discovery.c — resolve a namespace to a ready peer connection (or to ourselves). */
+typedef void (*disc_cb_t)(void *arg, int err, wsconn_t *conn, bool self);
+typedef struct disc_waiter {
+    struct disc_waiter *next;
+    disc_cb_t cb;
+    void     *arg;
+} disc_waiter_t;
+/* Calls cb exactly once (possibly before returning) unless it fails to start. `exclude`
+ * is a NULL-terminated list of keys, or NULL. The waiter is caller memory. */
+void disc_get(sidecar_t *s, const char *ns, const char *const *exclude, disc_waiter_t *w,
+              disc_cb_t cb, void *arg);
+void disc_cancel(sidecar_t *s, const char *ns, disc_waiter_t *w);
+void disc_conn_open(sidecar_t *s, wsconn_t *c);
+void disc_conn_closed(sidecar_t *s, wsconn_t *c);
+size_t disc_namespaces(sidecar_t *s, const char **out, size_t max);
+void disc_free(sidecar_t *s);
+
+/* breaker.c — PROTOCOL §5 exclusion: a failed peer is left out for the cooldown. */
+void breaker_failure(sidecar_t *s, const char *ns, const char *key);
+void breaker_success(sidecar_t *s, const char *ns, const char *key);
+/* Fills out with the keys still excluded (NULL-terminated); returns the count. */
+size_t breaker_excluded(sidecar_t *s, const char *ns, const char **out, size_t max);
+void breaker_reset(sidecar_t *s, const char *ns);
+size_t breaker_open_count(sidecar_t *s);
+void breaker_free(sidecar_t *s);
+
+/* call.c — one outbound call or push. */
+typedef struct call_result {
+    int         status;      /* CALL_OK, a peer status, or CALL_E_* */
+    const char *message;     /* error text, or NULL */
+    const char *result;      /* raw JSON of the result, or NULL when the peer sent none */
+    size_t      result_len;
+    const char *cid;         /* the correlation id used */
+} call_result_t;
+typedef void (*call_done_t)(void *arg, const call_result_t *r);
+typedef struct call call_t;
+typedef struct call_opts {
+    const char *ns;
+    const char *url;
+    const char *payload;     /* validated JSON text, or NULL for none */
+    size_t      payload_len;
+    jtype_t     payload_type;
+    const char *cid;         /* X-Correlation-Id, used when the payload has none */
+    int64_t     timeout_ms;
+    int         retries;
+    bool        push;
+} call_opts_t;
+/* Starts a call; `done` runs exactly once, always from the loop and never before
+ * call_start returns. Returns NULL (and done never runs) only on a bad argument. */
+call_t *call_start(sidecar_t *s, const call_opts_t *o, call_done_t done, void *arg);
+/* The API side went away: the call finishes quietly (ABORT sent if in flight). */
+void call_detach(call_t *c);
+/* Shutdown: fail every outstanding call with CALL_E_SHUTDOWN (ABORTs sent). */
+void call_abort_all(sidecar_t *s);
+int  call_http_status(int status);   /* CALL_* → HTTP status for the local API */
+
+/* routes.c */
+routes_t *routes_new(const char *app_url);
+void routes_free(routes_t *r);
+/* 201 created, 200 same exists, 409 exists with another target, 400 bad input */
+int  routes_add(routes_t *r, const char *url, const char *target);
+int  routes_del(routes_t *r, const char *url);       /* 204 or 404 */
+/* The target for a url (exact match, else "*" → app_url + url); NULL = no route.
+ * buf receives the composed target for wildcard routes. */
+const char *routes_match(routes_t *r, const char *url, char *buf, size_t buflen);
+void routes_json(routes_t *r, sbuf_t *out);
+size_t routes_count(routes_t *r);
+
+/* appclient.c — forwards to the app. */
+typedef struct app_req app_req_t;
+typedef struct app_result {
+    int         status;       /* HTTP status, or 0 when the app could not be reached */
+    const char *ctype;
+    const char *body;
+    size_t      body_len;
+    const char *error;        /* transport error text when status is 0 */
+} app_result_t;
+typedef void (*app_done_t)(void *arg, const app_result_t *r);
+typedef struct app_headers {
+    const char *cid;
+    const char *caller;
+    const char *token;
+} app_headers_t;
+appclient_t *appclient_new(sidecar_t *s);
+/* The lws protocol callback of the raw app connections ("micro-app"); its protocol
+ * user is the appclient. */
+int appclient_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                           void *in, size_t len);
+void appclient_free(appclient_t *a);
+/* POSTs body to target ("http://host:port/path"). done runs exactly once, never
+ * before this returns; returns NULL only on a bad target (done does not run). */
+app_req_t *appclient_post(appclient_t *a, const char *target, const char *body, size_t len,
+                          const app_headers_t *h, app_done_t done, void *arg);
+/* Cancels (closes the app connection so the app sees the client go); done does not run. */
+void appclient_cancel(app_req_t *r);
+size_t appclient_inflight(appclient_t *a);
+size_t appclient_connections(appclient_t *a);
+
+/* Turns an app answer into a protocol outcome: 200 + result, or status + message. */
+typedef struct app_outcome {
+    int         status;
+    const char *result;
+    size_t      result_len;
+    char       *owned;      /* allocation behind result, freed by app_outcome_free */
+    char        message[512];
+} app_outcome_t;
+void app_outcome_from(const app_result_t *r, app_outcome_t *o);
+void app_outcome_free(app_outcome_t *o);
+
+/* api.c */
+api_t *api_start(sidecar_t *s);
+/* The lws callback of the adopted MHD epoll descriptor ("micro-api"). */
+int api_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len);
+void api_stop(api_t *a);
+size_t api_inflight(api_t *a);
+
+/* probes.c */
+void probe_health(sidecar_t *s, sbuf_t *b);
+int  probe_ready(sidecar_t *s, sbuf_t *b);   /* returns 200 or 503 */
+void probe_metrics(sidecar_t *s, sbuf_t *b);
+bool sidecar_ready(sidecar_t *s, const char **reason);
+
+#endif
