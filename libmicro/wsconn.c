@@ -306,7 +306,10 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             established(c);
         break;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        if (c) {
+        if (c && c->dialing) { /* inside wsconn_dial: it cleans up */
+            c->dial_failed = true;
+            lws_set_opaque_user_data(wsi, NULL);
+        } else if (c) {
             n->stats.dial_failures++;
             LOG_DEBUG("dial failed", "peer=%s err=\"%s\"", c->key, in ? (const char *)in : "?");
             conn_finish(c);
@@ -322,7 +325,11 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (!c)
             return 0;
         if (c->closing) {
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_NOSTATUS, NULL, 0);
+            /* An empty close frame, as the reference sends: the peer sees 1005.
+             * (lws_close_reason with NOSTATUS would put an invalid code 0 on the
+             * wire.) */
+            unsigned char cb[LWS_PRE + 2];
+            lws_write(wsi, cb + LWS_PRE, 0, (enum lws_write_protocol)4 /* LWS_WRITE_CLOSE, internal */);
             return -1;
         }
         return flush_queue(c);
@@ -333,8 +340,12 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         break;
     case LWS_CALLBACK_WSI_DESTROY:
         /* a client that never reached CONNECTION_ERROR/CLOSED still ends here */
-        if (c)
+        if (c && c->dialing) {
+            c->dial_failed = true;
+            lws_set_opaque_user_data(wsi, NULL);
+        } else if (c) {
             conn_finish(c);
+        }
         break;
     default:
         break;
@@ -377,15 +388,16 @@ wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
     i.opaque_user_data = c;
     i.pwsi = &c->wsi;
     n->stats.conns_dialed++;
-    if (!lws_client_connect_via_info(&i)) {
-        /* lws may or may not have reported CONNECTION_ERROR through the callback
-         * (which frees c via conn_finish); it never does once pwsi is cleared. */
+    c->dialing = true;
+    struct lws *wsi = lws_client_connect_via_info(&i);
+    c->dialing = false;
+    if (!wsi || c->dial_failed) {
+        /* failed at once (e.g. a name that does not resolve): the callback, if
+         * lws made one, only flagged it; nothing else refers to c */
         n->stats.dial_failures++;
-        if (c->wsi == NULL) {
-            modem_close(&c->modem);
-            sbuf_free(&c->rx);
-            free(c);
-        }
+        modem_close(&c->modem);
+        sbuf_free(&c->rx);
+        free(c);
         return NULL;
     }
     if (handshake_timeout_ms > 0)

@@ -72,6 +72,8 @@ struct wsconn {
     bool         established;
     bool         closing;
     bool         rx_paused;
+    bool         dialing;        /* inside lws_client_connect_via_info */
+    bool         dial_failed;    /* lws failed it synchronously */
     addr_t       peer;           /* identity: handshake path (inbound) or dial target */
     char         key[ADDR_KEY_MAX];
     char         ns[ADDR_NS_MAX]; /* inbound: the caller's namespace */
