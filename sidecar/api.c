@@ -32,6 +32,7 @@ typedef struct apireq {
     sbuf_t                 out;
     const char            *ctype;
     char                   cid[128];
+    double                 retry_after;
     call_t                *call;
     bool                   push;
 } apireq_t;
@@ -77,6 +78,11 @@ static enum MHD_Result queue(apireq_t *r)
         MHD_add_response_header(resp, "Content-Type", r->ctype ? r->ctype : "application/json");
     if (r->cid[0])
         MHD_add_response_header(resp, "X-Correlation-Id", r->cid);
+    if (r->retry_after > 0) {
+        char ra[32];
+        snprintf(ra, sizeof(ra), "%lld", (long long)(r->retry_after + 0.999)); /* whole seconds, rounded up */
+        MHD_add_response_header(resp, "Retry-After", ra);
+    }
     enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     return rc;
@@ -113,6 +119,7 @@ static void call_done(void *arg, const call_result_t *res)
         }
     } else {
         int http = call_http_status(res->status);
+        r->retry_after = res->retry_after;
         answer_error(r, http, res->status > 0 ? res->status : http, "%s",
                      res->message ? res->message : "call failed");
     }
@@ -226,6 +233,7 @@ static void routes_post(apireq_t *r, jspan_t body)
     sidecar_t *s = r->a->s;
     jspan_t v;
     char url[1100], target[2048] = "";
+    double rps = -1, burst = -1;
     if (body.t != JT_OBJECT || !jobj_get(body, "url", &v) || jstr_get(v, url, sizeof(url), NULL)) {
         answer_error(r, 400, 400, "body must be {\"url\": \"/path\", \"target\": \"http://...\" (optional)}");
         return;
@@ -234,7 +242,15 @@ static void routes_post(apireq_t *r, jspan_t body)
         answer_error(r, 400, 400, "target must be a string");
         return;
     }
-    int rc = routes_add(s->routes, url, target[0] ? target : NULL);
+    if (jobj_get(body, "rps", &v) && v.t != JT_NULL && (jnum_double(v, &rps) || rps < 0)) {
+        answer_error(r, 400, 400, "rps must be a number >= 0");
+        return;
+    }
+    if (jobj_get(body, "burst", &v) && v.t != JT_NULL && (jnum_double(v, &burst) || burst < 0)) {
+        answer_error(r, 400, 400, "burst must be a number >= 0");
+        return;
+    }
+    int rc = routes_add_limited(s->routes, url, target[0] ? target : NULL, rps, burst);
     if (rc == 400) {
         answer_error(r, 400, 400, "url must be \"*\" or start with / (no spaces, ? or #); target must start with http://");
         return;

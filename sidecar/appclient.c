@@ -356,6 +356,13 @@ static void add_header(sbuf_t *b, const char *name, const char *v)
 app_req_t *appclient_post(appclient_t *a, const char *target, const char *body, size_t len,
                           const app_headers_t *h, app_done_t done, void *arg)
 {
+    return appclient_request(a, "POST", target, body, len, h, 0, done, arg);
+}
+
+app_req_t *appclient_request(appclient_t *a, const char *method, const char *target,
+                             const char *body, size_t len, const app_headers_t *h,
+                             int64_t timeout_ms, app_done_t done, void *arg)
+{
     addr_t addr;
     const char *path;
     if (parse_target(target, &addr, &path))
@@ -386,12 +393,15 @@ app_req_t *appclient_post(appclient_t *a, const char *target, const char *body, 
 
     sbuf_t b;
     sbuf_init(&b, LWS_PRE, 0);
-    sbuf_adds(&b, "POST ");
+    sbuf_adds(&b, method);
+    sbuf_addc(&b, ' ');
     sbuf_adds(&b, path);
     sbuf_adds(&b, " HTTP/1.1\r\nHost: ");
     sbuf_adds(&b, key);
-    sbuf_adds(&b, "\r\nContent-Type: application/json\r\nContent-Length: ");
-    sbuf_add_u64(&b, len);
+    if (len || strcmp(method, "GET")) {
+        sbuf_adds(&b, "\r\nContent-Type: application/json\r\nContent-Length: ");
+        sbuf_add_u64(&b, len);
+    }
     sbuf_add(&b, "\r\n", 2);
     if (h) {
         add_header(&b, "X-Correlation-Id", h->cid);
@@ -409,7 +419,7 @@ app_req_t *appclient_post(appclient_t *a, const char *target, const char *body, 
     r->out = sbuf_steal(&b);
     a->inflight++;
 
-    int64_t tmo = a->s->cfg.app_timeout_ms;
+    int64_t tmo = timeout_ms > 0 ? timeout_ms : a->s->cfg.app_timeout_ms;
     if (p->idle) {
         appconn_t *c = p->idle;
         p->idle = c->next_idle;
@@ -509,6 +519,8 @@ void app_outcome_from(const app_result_t *r, app_outcome_t *o)
         size_t n = r->body_len < sizeof(o->message) - 1 ? r->body_len : sizeof(o->message) - 1;
         memcpy(o->message, r->body, n);
         o->message[n] = '\0';
+    } else if (r->error) {
+        snprintf(o->message, sizeof(o->message), "%s", r->error);
     } else {
         snprintf(o->message, sizeof(o->message), "app answered %d", r->status);
     }

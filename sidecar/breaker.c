@@ -1,21 +1,35 @@
-/* breaker: PROTOCOL §5's exclusion list. A peer that failed a call is left out of
- * discovery for that namespace until the cooldown passes or a call to it
- * succeeds; when every peer is excluded the caller resets the namespace. */
+/* breaker: which peers of a namespace calls should avoid, under one of two policies.
+ *  reference   PROTOCOL §5: any failure excludes the peer for --breaker-cooldown-ms;
+ *              a success clears it; when everyone is excluded the caller clears the
+ *              namespace and asks again.
+ *  consecutive per peer CLOSED → OPEN after --breaker-failures consecutive failures,
+ *              OPEN → HALF_OPEN after --breaker-reset-ms, where exactly one trial
+ *              call closes it again or re-opens it. With every known peer open, a
+ *              call fails fast (503) instead of clearing the breaker. */
 #include "sidecar.h"
+
+#include "log.h"
 #include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct tripped {
+enum { B_CLOSED, B_OPEN, B_HALF_OPEN };
+
+typedef struct peerstate {
     char    key[ADDR_KEY_MAX];
+    int     state;
+    int     failures;
     int64_t opened_ms;
-} tripped_t;
+    bool    trial;        /* HALF_OPEN: the one trial call is in flight */
+} peerstate_t;
 
 typedef struct breaker {
-    char       ns[ADDR_NS_MAX];
-    hmap_t     peers; /* key → tripped */
+    char   ns[ADDR_NS_MAX];
+    hmap_t peers; /* key → peerstate */
 } breaker_t;
+
+static bool consecutive(const sidecar_t *s) { return s->cfg.breaker_policy && !strcmp(s->cfg.breaker_policy, "consecutive"); }
 
 static breaker_t *get(sidecar_t *s, const char *ns, bool create)
 {
@@ -46,36 +60,80 @@ static void breaker_drop(sidecar_t *s, breaker_t *b)
     free(b);
 }
 
+static void forget(sidecar_t *s, breaker_t *b, peerstate_t *p)
+{
+    hmap_del(&b->peers, p->key, strlen(p->key));
+    free(p);
+    if (!hmap_len(&b->peers))
+        breaker_drop(s, b);
+}
+
+static void open_peer(sidecar_t *s, const char *ns, peerstate_t *p, const char *why)
+{
+    if (p->state != B_OPEN) {
+        s->stats.breaker_exclusions++;
+        if (consecutive(s))
+            LOG_WARN("circuit opened", "ns=%s peer=%s reason=%s failures=%d", ns, p->key, why, p->failures);
+    }
+    p->state = B_OPEN;
+    p->trial = false;
+    p->opened_ms = now_ms();
+}
+
 void breaker_failure(sidecar_t *s, const char *ns, const char *key)
 {
     breaker_t *b = get(s, ns, true);
     if (!b)
         return;
-    tripped_t *t = hmap_gets(&b->peers, key);
-    if (!t) {
-        t = calloc(1, sizeof(*t));
-        if (!t)
+    peerstate_t *p = hmap_gets(&b->peers, key);
+    if (!p) {
+        p = calloc(1, sizeof(*p));
+        if (!p)
             return;
-        snprintf(t->key, sizeof(t->key), "%s", key);
+        snprintf(p->key, sizeof(p->key), "%s", key);
         int err;
-        hmap_put(&b->peers, t->key, strlen(t->key), t, &err);
+        hmap_put(&b->peers, p->key, strlen(p->key), p, &err);
         if (err) {
-            free(t);
+            free(p);
             return;
         }
-        s->stats.breaker_exclusions++;
     }
-    t->opened_ms = now_ms();
+    p->failures++;
+    if (!consecutive(s))
+        open_peer(s, ns, p, "failure");
+    else if (p->state == B_HALF_OPEN)
+        open_peer(s, ns, p, "trial failed");
+    else if (p->state == B_CLOSED && p->failures >= s->cfg.breaker_failures)
+        open_peer(s, ns, p, "consecutive failures");
 }
 
 void breaker_success(sidecar_t *s, const char *ns, const char *key)
 {
     breaker_t *b = get(s, ns, false);
-    if (!b)
+    peerstate_t *p = b ? hmap_gets(&b->peers, key) : NULL;
+    if (!p)
         return;
-    free(hmap_del(&b->peers, key, strlen(key)));
-    if (!hmap_len(&b->peers))
-        breaker_drop(s, b);
+    if (consecutive(s) && p->state != B_CLOSED)
+        LOG_INFO("circuit closed", "ns=%s peer=%s", ns, key);
+    forget(s, b, p);
+}
+
+/* Moves a peer along OPEN → HALF_OPEN by time; returns true when calls must avoid it. */
+static bool avoid(sidecar_t *s, peerstate_t *p, int64_t now, bool *expired)
+{
+    *expired = false;
+    if (!consecutive(s)) {
+        if (now - p->opened_ms >= s->cfg.breaker_cooldown_ms) {
+            *expired = true; /* older entries are dropped */
+            return false;
+        }
+        return true;
+    }
+    if (p->state == B_OPEN && now - p->opened_ms >= s->cfg.breaker_reset_ms) {
+        p->state = B_HALF_OPEN;
+        p->trial = false;
+    }
+    return p->state == B_OPEN || (p->state == B_HALF_OPEN && p->trial);
 }
 
 size_t breaker_excluded(sidecar_t *s, const char *ns, const char **out, size_t max)
@@ -85,26 +143,45 @@ size_t breaker_excluded(sidecar_t *s, const char *ns, const char **out, size_t m
     if (b) {
         int64_t now = now_ms();
         void *v;
-        tripped_t *expired[64];
-        size_t nexp = 0;
+        peerstate_t *gone[64];
+        size_t ngone = 0;
         for (size_t it = 0; (it = hmap_next(&b->peers, it, &v)) != 0;) {
-            tripped_t *t = v;
-            if (now - t->opened_ms >= s->cfg.breaker_cooldown_ms) {
-                if (nexp < 64)
-                    expired[nexp++] = t;
-            } else if (n + 1 < max) {
-                out[n++] = t->key;
+            peerstate_t *p = v;
+            bool expired;
+            if (avoid(s, p, now, &expired)) {
+                if (n + 1 < max)
+                    out[n++] = p->key;
+            } else if (expired && ngone < 64) {
+                gone[ngone++] = p;
             }
         }
-        for (size_t i = 0; i < nexp; i++) { /* older entries are dropped */
-            hmap_del(&b->peers, expired[i]->key, strlen(expired[i]->key));
-            free(expired[i]);
+        for (size_t i = 0; i < ngone; i++) {
+            bool last = hmap_len(&b->peers) == 1;
+            forget(s, b, gone[i]);
+            if (last)
+                break; /* b is gone with it */
         }
-        if (!hmap_len(&b->peers))
-            breaker_drop(s, b);
     }
     out[n] = NULL;
     return n;
+}
+
+bool breaker_allows(sidecar_t *s, const char *ns, const char *key)
+{
+    breaker_t *b = get(s, ns, false);
+    peerstate_t *p = b ? hmap_gets(&b->peers, key) : NULL;
+    bool expired;
+    return !p || !consecutive(s) || !avoid(s, p, now_ms(), &expired);
+}
+
+void breaker_attempt(sidecar_t *s, const char *ns, const char *key)
+{
+    breaker_t *b = get(s, ns, false);
+    peerstate_t *p = b ? hmap_gets(&b->peers, key) : NULL;
+    if (p && consecutive(s) && p->state == B_HALF_OPEN) {
+        p->trial = true;
+        LOG_INFO("circuit half-open: trial call", "ns=%s peer=%s", ns, key);
+    }
 }
 
 void breaker_reset(sidecar_t *s, const char *ns)
@@ -116,13 +193,22 @@ void breaker_reset(sidecar_t *s, const char *ns)
     }
 }
 
-size_t breaker_open_count(sidecar_t *s)
+void breaker_counts(sidecar_t *s, size_t *open, size_t *half_open)
 {
-    size_t n = 0;
-    void *v;
+    void *v, *w;
+    int64_t now = now_ms();
+    *open = *half_open = 0;
     for (size_t it = 0; (it = hmap_next(&s->breakers, it, &v)) != 0;)
-        n += hmap_len(&((breaker_t *)v)->peers);
-    return n;
+        for (size_t jt = 0; (jt = hmap_next(&((breaker_t *)v)->peers, jt, &w)) != 0;) {
+            peerstate_t *p = w;
+            bool expired;
+            if (!avoid(s, p, now, &expired) && !consecutive(s))
+                continue;
+            if (p->state == B_OPEN)
+                (*open)++;
+            else if (p->state == B_HALF_OPEN)
+                (*half_open)++;
+        }
 }
 
 void breaker_free(sidecar_t *s)

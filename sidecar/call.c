@@ -6,11 +6,20 @@
 #include "sidecar.h"
 
 #include "log.h"
+#include "ratelimit.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_EXCLUDE 64
+
+/* Per target namespace: outbound concurrency and rate limit. */
+typedef struct nsstate {
+    char      ns[ADDR_NS_MAX];
+    size_t    inflight;
+    tbucket_t limit;
+} nsstate_t;
 
 struct call {
     call_t        *next, *prev;   /* every live call, for the shutdown abort */
@@ -38,10 +47,40 @@ struct call {
     sbuf_t         result;
     bool           has_result;
     bool           finished;
+    double         retry_after;
+    size_t         nexcluded;     /* peers the breaker left out of this attempt */
+    nsstate_t     *nss;
     lws_sorted_usec_list_t deliver;
 };
 
 static call_t *live;
+
+static nsstate_t *nsstate(sidecar_t *s, const char *ns)
+{
+    nsstate_t *n = hmap_gets(&s->nsstate, ns);
+    if (n)
+        return n;
+    n = calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
+    snprintf(n->ns, sizeof(n->ns), "%s", ns);
+    tb_init(&n->limit, (double)s->cfg.outbound_rps, (double)s->cfg.outbound_burst, now_us());
+    int err;
+    hmap_put(&s->nsstate, n->ns, strlen(n->ns), n, &err);
+    if (err) {
+        free(n);
+        return NULL;
+    }
+    return n;
+}
+
+void call_free_state(sidecar_t *s)
+{
+    void *v;
+    for (size_t it = 0; (it = hmap_next(&s->nsstate, it, &v)) != 0;)
+        free(v);
+    hmap_free(&s->nsstate);
+}
 
 static void attempt(call_t *c);
 
@@ -61,6 +100,8 @@ static void call_free(call_t *c)
     lws_sul_cancel(&c->deliver);
     unlink_call(c);
     c->s->calls_inflight--;
+    if (c->nss)
+        c->nss->inflight--;
     sbuf_free(&c->payload);
     sbuf_free(&c->result);
     free(c);
@@ -81,6 +122,7 @@ static void deliver(lws_sorted_usec_list_t *sul)
             .result = c->has_result ? sbuf_data(&c->result) : NULL,
             .result_len = c->result.len,
             .cid = c->cid,
+            .retry_after = c->retry_after,
         };
         c->done(c->arg, &r);
     }
@@ -106,6 +148,8 @@ static const char *default_message(int status)
     case CALL_E_TIMEOUT: return "Abort";
     case CALL_E_SHUTDOWN: return "the sidecar is shutting down";
     case CALL_E_OVERLOAD: return "too many calls in flight";
+    case CALL_E_RATE_LIMITED: return "outbound rate limit exceeded";
+    case CALL_E_CIRCUIT_OPEN: return "circuit open for every instance of the namespace";
     }
     return "peer error";
 }
@@ -118,7 +162,8 @@ static void failed(call_t *c, int status, const char *msg)
         breaker_failure(s, c->ns, c->peer);
     if (!msg || !*msg)
         msg = default_message(status);
-    if (c->retries_left > 0 && status != CALL_E_SHUTDOWN && !s->done) {
+    bool final = status == CALL_E_SHUTDOWN || status == CALL_E_CIRCUIT_OPEN || status == CALL_E_RATE_LIMITED;
+    if (c->retries_left > 0 && !final && !s->done) {
         c->retries_left--;
         s->stats.retries++;
         LOG_DEBUG("call failed, retrying", "ns=%s url=%s status=%d cid=%s", c->ns, c->url, status, c->cid);
@@ -218,6 +263,13 @@ static void on_found(void *arg, int err, wsconn_t *conn, bool self)
     call_t *c = arg;
     sidecar_t *s = c->s;
     c->waiting = false;
+    bool consecutive = s->cfg.breaker_policy && !strcmp(s->cfg.breaker_policy, "consecutive");
+    if (err && consecutive && c->nexcluded && err == CALL_E_NO_INSTANCE) {
+        /* every instance we know is open: fail fast, do not clear the breaker */
+        c->peer[0] = '\0';
+        failed(c, CALL_E_CIRCUIT_OPEN, NULL);
+        return;
+    }
     if (err) {
         if (!c->reset_done && err == CALL_E_NO_INSTANCE) {
             /* maybe everyone is excluded: forget the breaker and ask once more */
@@ -236,7 +288,14 @@ static void on_found(void *arg, int err, wsconn_t *conn, bool self)
         serve_self(c);
         return;
     }
+    if (!breaker_allows(s, c->ns, conn->key)) {
+        /* only the cached peer is left (degradation) and its circuit is open */
+        c->peer[0] = '\0';
+        failed(c, CALL_E_CIRCUIT_OPEN, NULL);
+        return;
+    }
     snprintf(c->peer, sizeof(c->peer), "%s", conn->key);
+    breaker_attempt(s, c->ns, c->peer);
     if (c->push) {
         int rc = modem_push(&conn->modem, c->url, c->url_len, sbuf_data(&c->payload), c->payload.len);
         if (rc)
@@ -257,7 +316,7 @@ static void on_found(void *arg, int err, wsconn_t *conn, bool self)
 static void attempt(call_t *c)
 {
     const char *ex[MAX_EXCLUDE + 1];
-    breaker_excluded(c->s, c->ns, ex, MAX_EXCLUDE + 1);
+    c->nexcluded = breaker_excluded(c->s, c->ns, ex, MAX_EXCLUDE + 1);
     c->reset_done = false;
     c->peer[0] = '\0';
     c->waiting = true;
@@ -298,8 +357,27 @@ call_t *call_start(sidecar_t *s, const call_opts_t *o, call_done_t done, void *a
         return c;
     }
     if (s->cfg.max_inflight > 0 && s->calls_inflight > (size_t)s->cfg.max_inflight) {
+        s->stats.concurrency_limited++;
         finish(c, CALL_E_OVERLOAD, "too many calls in flight");
         return c;
+    }
+    c->nss = nsstate(s, c->ns);
+    if (c->nss) {
+        c->nss->inflight++;
+        if (s->cfg.namespace_concurrency > 0 && c->nss->inflight > (size_t)s->cfg.namespace_concurrency) {
+            s->stats.concurrency_limited++;
+            snprintf(c->message, sizeof(c->message), "more than %lld calls in flight to %s",
+                     s->cfg.namespace_concurrency, c->ns);
+            finish(c, CALL_E_OVERLOAD, c->message);
+            return c;
+        }
+        if (!tb_take(&c->nss->limit, now_us(), &c->retry_after)) {
+            s->stats.rate_limited_out++;
+            snprintf(c->message, sizeof(c->message), "outbound rate limit for %s exceeded (%lld/s)", c->ns,
+                     s->cfg.outbound_rps);
+            finish(c, CALL_E_RATE_LIMITED, c->message);
+            return c;
+        }
     }
     attempt(c);
     return c;
@@ -349,6 +427,8 @@ int call_http_status(int status)
     case CALL_E_TIMEOUT: return 504;
     case CALL_E_SHUTDOWN: return 503;
     case CALL_E_OVERLOAD: return 503;
+    case CALL_E_RATE_LIMITED: return 429;
+    case CALL_E_CIRCUIT_OPEN: return 503;
     }
     return status >= 400 && status <= 599 ? status : 502;
 }

@@ -54,6 +54,8 @@ static int check_route(const char *v, char *err, size_t errlen)
     return 0;
 }
 
+static const char *const breaker_policies[] = {"reference", "consecutive", NULL};
+
 #define T sidecar_config_t
 #define INT(n, e, lo, hi, d, f, h) \
     {.name = n, .env = e, .type = CFG_INT, .min = lo, .max = hi, .def = d, .offset = offsetof(T, f), .help = h}
@@ -80,6 +82,22 @@ static const cfg_opt_t options[] = {
     INT("heartbeat-interval-ms", "MICRO_HEARTBEAT_INTERVAL_MS", 1, 3600000, "10000", heartbeat_interval_ms, "heartbeat push to the registry"),
     INT("reconnect-interval-ms", "MICRO_RECONNECT_INTERVAL_MS", 1, 3600000, "3000", reconnect_interval_ms, "registry reconnect period"),
     INT("breaker-cooldown-ms", "MICRO_BREAKER_COOLDOWN_MS", 0, 86400000, "30000", breaker_cooldown_ms, "how long a failed peer stays excluded"),
+    {.name = "breaker-policy", .env = "MICRO_BREAKER_POLICY", .type = CFG_ENUM, .choices = breaker_policies,
+     .def = "reference", .offset = offsetof(T, breaker_policy),
+     .help = "reference: any failure excludes the peer for the cooldown; consecutive: open after N failures in a row"},
+    INT("breaker-failures", "MICRO_BREAKER_FAILURES", 1, 1000, "5", breaker_failures, "consecutive policy: failures in a row that open a circuit"),
+    INT("breaker-reset-ms", "MICRO_BREAKER_RESET_MS", 1, 86400000, "60000", breaker_reset_ms, "consecutive policy: open time before one trial call (half-open)"),
+    INT("inbound-rps", "MICRO_INBOUND_RPS", 0, 10000000, "0", inbound_rps, "per-route inbound rate limit, requests/s (0 = none)"),
+    INT("inbound-burst", "MICRO_INBOUND_BURST", 0, 10000000, "0", inbound_burst, "per-route inbound burst (0 = max(rps, 1))"),
+    INT("outbound-rps", "MICRO_OUTBOUND_RPS", 0, 10000000, "0", outbound_rps, "per-namespace outbound rate limit, calls/s (0 = none)"),
+    INT("outbound-burst", "MICRO_OUTBOUND_BURST", 0, 10000000, "0", outbound_burst, "per-namespace outbound burst (0 = max(rps, 1))"),
+    INT("namespace-concurrency", "MICRO_NAMESPACE_CONCURRENCY", 0, 10000000, "0", namespace_concurrency, "outbound calls in flight per namespace before 503 (0 = no limit)"),
+    INT("connection-inflight", "MICRO_CONNECTION_INFLIGHT", 0, 10000000, "0", connection_inflight, "requests in flight per peer connection, each way, before 503 (0 = no limit)"),
+    {.name = "app-health-url", .env = "MICRO_APP_HEALTH_URL", .type = CFG_STR, .check = cfg_check_url,
+     .offset = offsetof(T, app_health_url), .help = "GET this app URL to check its health (off when unset)"},
+    INT("app-health-interval-ms", "MICRO_APP_HEALTH_INTERVAL_MS", 10, 3600000, "10000", app_health_interval_ms, "app health check period"),
+    INT("app-health-timeout-ms", "MICRO_APP_HEALTH_TIMEOUT_MS", 1, 3600000, "5000", app_health_timeout_ms, "app health check timeout"),
+    INT("app-health-threshold", "MICRO_APP_HEALTH_THRESHOLD", 1, 1000, "3", app_health_threshold, "failed checks in a row before the app counts as unhealthy"),
     INT("shutdown-grace-ms", "MICRO_SHUTDOWN_GRACE_MS", 0, 3600000, "5000", shutdown_grace_ms, "drain time on SIGTERM"),
     INT("handshake-timeout-ms", "MICRO_HANDSHAKE_TIMEOUT_MS", 1, 600000, "5000", handshake_timeout_ms, "peer and registry connect timeout"),
     INT("max-body-bytes", "MICRO_MAX_BODY_BYTES", 1024, 268435456, "1048576", max_body_bytes, "largest payload or answer (a bigger request gets 413)"),
@@ -204,8 +222,11 @@ int main(int argc, char **argv)
     hmap_init(&s.peers);
     hmap_init(&s.cache);
     hmap_init(&s.breakers);
+    hmap_init(&s.nsstate);
+    s.app_healthy = true;
 
     s.routes = routes_new(s.cfg.app_url);
+    routes_set_default_limit(s.routes, (double)s.cfg.inbound_rps, (double)s.cfg.inbound_burst);
     for (size_t i = 0; i < s.cfg.routes.n; i++)
         routes_add(s.routes, s.cfg.routes.v[i], NULL);
 
@@ -246,6 +267,7 @@ int main(int argc, char **argv)
     routes_free(s.routes);
     disc_free(&s);
     breaker_free(&s);
+    call_free_state(&s);
     hmap_free(&s.peers);
     cfg_free(options, &s.cfg);
     return 0;

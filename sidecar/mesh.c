@@ -97,8 +97,23 @@ static void heartbeat(lws_sorted_usec_list_t *sul)
 static void reconnect(lws_sorted_usec_list_t *sul)
 {
     sidecar_t *s = lws_container_of(sul, sidecar_t, reconnect_timer);
-    if (!s->draining && !s->registry)
+    if (!s->draining && s->app_healthy && !s->registry)
         dial_registry(s);
+}
+
+void mesh_app_health_changed(sidecar_t *s)
+{
+    if (s->draining)
+        return;
+    if (!s->app_healthy) {
+        /* leave the registry: nobody should find an instance whose app is down */
+        lws_sul_cancel(&s->reconnect_timer);
+        lws_sul_cancel(&s->heartbeat_timer);
+        if (s->registry)
+            wsconn_close(s->registry);
+    } else if (!s->registry) {
+        dial_registry(s);
+    }
 }
 
 static void dial_registry(sidecar_t *s)
@@ -130,7 +145,7 @@ static void registry_closed(sidecar_t *s)
     s->registry = NULL;
     s->registry_up = false;
     lws_sul_cancel(&s->heartbeat_timer);
-    if (s->draining)
+    if (s->draining || !s->app_healthy)
         return;
     if (was_up) {
         s->stats.registry_disconnects++;
@@ -255,7 +270,16 @@ static void on_request(wsconn_t *c, const frame_t *f)
         return;
     }
     s->stats.inbound++;
-    const char *target = routes_match(s->routes, url, buf, sizeof(buf));
+    double retry_after = 0;
+    const char *target = routes_admit(s->routes, url, buf, sizeof(buf), &retry_after);
+    if (!target && retry_after > 0) {
+        s->stats.rate_limited_in++;
+        if (f->twoway) {
+            snprintf(msg, sizeof(msg), "rate limit exceeded for %.900s (retry after %.3fs)", url, retry_after);
+            modem_respond_err(&c->modem, f->id, 429, msg);
+        }
+        return;
+    }
     if (!target) {
         s->stats.inbound_no_route++;
         if (f->twoway) {
@@ -264,7 +288,9 @@ static void on_request(wsconn_t *c, const frame_t *f)
         }
         return;
     }
-    if (s->cfg.max_inflight > 0 && s->inbound_inflight >= (size_t)s->cfg.max_inflight) {
+    if ((s->cfg.max_inflight > 0 && s->inbound_inflight >= (size_t)s->cfg.max_inflight) ||
+        (s->cfg.connection_inflight > 0 && hmap_len(&p->inbound) >= (size_t)s->cfg.connection_inflight)) {
+        s->stats.concurrency_limited++;
         if (f->twoway)
             modem_respond_err(&c->modem, f->id, 503, "too many calls in flight");
         return;
@@ -361,17 +387,19 @@ int mesh_start(sidecar_t *s)
     s->net.max_frame = (size_t)s->cfg.max_frame_bytes;
     s->net.max_queue = 16 * (size_t)s->cfg.max_frame_bytes;
     s->net.max_conns = (size_t)s->cfg.max_connections;
-    s->net.max_pending = s->cfg.max_inflight > 0 ? (size_t)s->cfg.max_inflight : 100000;
+    s->net.max_pending = s->cfg.connection_inflight > 0 ? (size_t)s->cfg.connection_inflight : 100000;
     protocols[0].user = &s->net;
     protocols[1].user = s->app;
     if (wsnet_listen(&s->net, "mesh", s->cfg.mesh_bind, (int)s->cfg.mesh_port, protocols))
         return -1;
     dial_registry(s);
+    apphealth_start(s);
     return 0;
 }
 
 void mesh_begin_drain(sidecar_t *s)
 {
+    apphealth_stop(s);
     lws_sul_cancel(&s->reconnect_timer);
     lws_sul_cancel(&s->heartbeat_timer);
     if (s->registry) {

@@ -13,6 +13,10 @@ bool sidecar_ready(sidecar_t *s, const char **reason)
         *reason = "shutting down";
         return false;
     }
+    if (!s->app_healthy) {
+        *reason = "app unhealthy (health checks failing)";
+        return false;
+    }
     if (!s->ever_registered) {
         *reason = "not registered with the registry yet";
         return false;
@@ -83,7 +87,16 @@ void probe_metrics(sidecar_t *s, sbuf_t *b)
     C("discovery_degraded_total", "Lookups that failed but fell back to the cached peer.", st->degraded);
     C("breaker_exclusions_total", "Peers excluded after a failure.", st->breaker_exclusions);
     C("breaker_resets_total", "Namespaces whose exclusions were cleared (all excluded).", st->breaker_resets);
-    G("breaker_open", "Peers currently excluded.", breaker_open_count(s));
+    size_t bopen, bhalf;
+    breaker_counts(s, &bopen, &bhalf);
+    G("breaker_open", "Peers whose circuit is open (excluded from calls).", bopen);
+    G("breaker_half_open", "Peers in half-open state (consecutive policy).", bhalf);
+    G("app_healthy", "1 unless app health checks are failing.", s->app_healthy);
+    C("app_health_checks_total", "App health checks run.", st->health_checks);
+    C("app_health_check_failures_total", "App health checks that failed.", st->health_check_failures);
+    C("rate_limited_inbound_total", "Inbound requests refused with 429 by a route's rate limit.", st->rate_limited_in);
+    C("rate_limited_outbound_total", "Outbound calls refused with 429 by a namespace's rate limit.", st->rate_limited_out);
+    C("concurrency_limited_total", "Calls refused with 503 by an in-flight limit.", st->concurrency_limited);
     C("frames_in_total", "WebSocket messages received.", ws->frames_in);
     C("frames_out_total", "WebSocket messages sent.", ws->frames_out);
     C("bad_frames_total", "Messages dropped as malformed.", ws->bad_frames);

@@ -2,18 +2,29 @@
  * Small (tens of entries), read on every inbound call, written by the local API. */
 #include "sidecar.h"
 
+#include "ratelimit.h"
+#include "util.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct route {
-    char *url;
-    char *target;
+    char     *url;
+    char     *target;
+    tbucket_t limit;   /* inbound rate limit of this route (rate 0 = none) */
 } route_t;
 
 struct routes {
     hmap_t  map;     /* url → route */
     char   *app_url; /* without a trailing '/' */
+    double  rps, burst; /* default inbound limit for new routes */
 };
+
+void routes_set_default_limit(routes_t *r, double rps, double burst)
+{
+    r->rps = rps;
+    r->burst = burst;
+}
 
 routes_t *routes_new(const char *app_url)
 {
@@ -61,6 +72,11 @@ static bool valid_url(const char *url)
 
 int routes_add(routes_t *r, const char *url, const char *target)
 {
+    return routes_add_limited(r, url, target, -1, -1);
+}
+
+int routes_add_limited(routes_t *r, const char *url, const char *target, double rps, double burst)
+{
     char def[2048];
     if (!valid_url(url))
         return 400;
@@ -83,6 +99,7 @@ int routes_add(routes_t *r, const char *url, const char *target)
             route_free(rt);
         return 500;
     }
+    tb_init(&rt->limit, rps >= 0 ? rps : r->rps, burst >= 0 ? burst : r->burst, now_us());
     int err;
     hmap_put(&r->map, rt->url, strlen(rt->url), rt, &err);
     if (err) {
@@ -103,12 +120,27 @@ int routes_del(routes_t *r, const char *url)
 
 const char *routes_match(routes_t *r, const char *url, char *buf, size_t buflen)
 {
+    return routes_admit(r, url, buf, buflen, NULL);
+}
+
+const char *routes_admit(routes_t *r, const char *url, char *buf, size_t buflen, double *retry_after)
+{
     route_t *rt = hmap_gets(&r->map, url);
-    if (rt)
-        return rt->target;
-    rt = hmap_gets(&r->map, "*");
+    bool exact = rt != NULL;
+    if (!rt)
+        rt = hmap_gets(&r->map, "*");
     if (!rt)
         return NULL;
+    if (retry_after) {
+        *retry_after = 0;
+        if (!tb_take(&rt->limit, now_us(), retry_after)) {
+            if (*retry_after <= 0)
+                *retry_after = 0.001;
+            return NULL;
+        }
+    }
+    if (exact)
+        return rt->target;
     int n = snprintf(buf, buflen, "%s%s", rt->target, url);
     return n > 0 && (size_t)n < buflen ? buf : NULL;
 }
@@ -127,6 +159,8 @@ void routes_json(routes_t *r, sbuf_t *out)
         sbuf_add_json_str(out, rt->url, strlen(rt->url));
         sbuf_adds(out, ",\"target\":");
         sbuf_add_json_str(out, rt->target, strlen(rt->target));
+        if (rt->limit.rate > 0)
+            sbuf_printf(out, ",\"rps\":%g,\"burst\":%g", rt->limit.rate, rt->limit.burst);
         sbuf_addc(out, '}');
     }
     sbuf_addc(out, ']');

@@ -37,6 +37,17 @@ typedef struct sidecar_config {
     long long  heartbeat_interval_ms;
     long long  reconnect_interval_ms;
     long long  breaker_cooldown_ms;
+    char      *breaker_policy;
+    long long  breaker_failures;
+    long long  breaker_reset_ms;
+    long long  inbound_rps, inbound_burst;
+    long long  outbound_rps, outbound_burst;
+    long long  namespace_concurrency;
+    long long  connection_inflight;
+    char      *app_health_url;
+    long long  app_health_interval_ms;
+    long long  app_health_timeout_ms;
+    long long  app_health_threshold;
     long long  shutdown_grace_ms;
     long long  handshake_timeout_ms;
     long long  max_frame_bytes;
@@ -61,6 +72,8 @@ enum {
     CALL_E_SHUTDOWN = -13,     /* aborted by the shutdown drain → 503 */
     CALL_E_OVERLOAD = -14,     /* a local limit (in-flight, queue) was hit → 503 */
     CALL_E_PEER = -15,         /* the peer failed with a non-HTTP status → 502 */
+    CALL_E_RATE_LIMITED = -16, /* over the namespace's outbound rate → 429 */
+    CALL_E_CIRCUIT_OPEN = -17, /* every instance's circuit is open → 503 */
 };
 
 typedef struct sidecar_stats {
@@ -71,6 +84,8 @@ typedef struct sidecar_stats {
     uint64_t registry_connects, registry_disconnects, heartbeats;
     uint64_t self_calls, breaker_exclusions, breaker_resets;
     uint64_t api_requests, api_errors;
+    uint64_t health_checks, health_check_failures;
+    uint64_t rate_limited_in, rate_limited_out, concurrency_limited;
 } sidecar_stats_t;
 
 typedef struct routes routes_t;
@@ -92,10 +107,14 @@ typedef struct sidecar {
     bool      done;
     int64_t   started_ms;
     int64_t   drain_deadline_ms;
-    lws_sorted_usec_list_t heartbeat_timer, reconnect_timer, drain_timer;
+    lws_sorted_usec_list_t heartbeat_timer, reconnect_timer, drain_timer, health_timer;
+    bool      app_healthy;     /* true unless health checks say otherwise */
+    int       health_failures; /* in a row */
+    struct app_req *health_req;
     hmap_t    peers;           /* "host:port" → wsconn (one per pair, either direction) */
     hmap_t    cache;           /* namespace → disc_entry */
     hmap_t    breakers;        /* namespace → breaker */
+    hmap_t    nsstate;         /* namespace → outbound limits (call.c) */
     size_t    calls_inflight;
     size_t    inbound_inflight;
     routes_t    *routes;
@@ -109,6 +128,12 @@ int  mesh_start(sidecar_t *s);
 void mesh_begin_drain(sidecar_t *s);  /* closes the registry connection for good */
 void mesh_abort_inbound(sidecar_t *s);/* answers what is left with 503 */
 size_t mesh_queued_bytes(sidecar_t *s);
+/* s->app_healthy changed: leave or rejoin the registry */
+void mesh_app_health_changed(sidecar_t *s);
+
+/* apphealth.c */
+void apphealth_start(sidecar_t *s);
+void apphealth_stop(sidecar_t *s);
 /* Answers a REQUEST on c with an app outcome (used by mesh.c and the self path). */
 
 /* discovery.c — resolve a namespace to a ready peer connection (or to ourselves). */
@@ -128,13 +153,18 @@ void disc_conn_closed(sidecar_t *s, wsconn_t *c);
 size_t disc_namespaces(sidecar_t *s, const char **out, size_t max);
 void disc_free(sidecar_t *s);
 
-/* breaker.c — PROTOCOL §5 exclusion: a failed peer is left out for the cooldown. */
+/* breaker.c — which peers to avoid: the reference policy (PROTOCOL §5: a failed
+ * peer is left out for the cooldown) or the three-state "consecutive" policy. */
 void breaker_failure(sidecar_t *s, const char *ns, const char *key);
 void breaker_success(sidecar_t *s, const char *ns, const char *key);
 /* Fills out with the keys still excluded (NULL-terminated); returns the count. */
 size_t breaker_excluded(sidecar_t *s, const char *ns, const char **out, size_t max);
 void breaker_reset(sidecar_t *s, const char *ns);
-size_t breaker_open_count(sidecar_t *s);
+/* consecutive policy: false while the peer's circuit is open (or its trial is out) */
+bool breaker_allows(sidecar_t *s, const char *ns, const char *key);
+/* a call is being sent to key: in HALF_OPEN this is the one trial */
+void breaker_attempt(sidecar_t *s, const char *ns, const char *key);
+void breaker_counts(sidecar_t *s, size_t *open, size_t *half_open);
 void breaker_free(sidecar_t *s);
 
 /* call.c — one outbound call or push. */
@@ -144,6 +174,7 @@ typedef struct call_result {
     const char *result;      /* raw JSON of the result, or NULL when the peer sent none */
     size_t      result_len;
     const char *cid;         /* the correlation id used */
+    double      retry_after; /* seconds, for CALL_E_RATE_LIMITED */
 } call_result_t;
 typedef void (*call_done_t)(void *arg, const call_result_t *r);
 typedef struct call call_t;
@@ -166,12 +197,19 @@ void call_detach(call_t *c);
 /* Shutdown: fail every outstanding call with CALL_E_SHUTDOWN (ABORTs sent). */
 void call_abort_all(sidecar_t *s);
 int  call_http_status(int status);   /* CALL_* → HTTP status for the local API */
+void call_free_state(sidecar_t *s);
 
 /* routes.c */
 routes_t *routes_new(const char *app_url);
 void routes_free(routes_t *r);
 /* 201 created, 200 same exists, 409 exists with another target, 400 bad input */
 int  routes_add(routes_t *r, const char *url, const char *target);
+/* Same, with this route's inbound limit (requests/s, burst); -1 = the default. */
+int  routes_add_limited(routes_t *r, const char *url, const char *target, double rps, double burst);
+void routes_set_default_limit(routes_t *r, double rps, double burst);
+/* routes_match plus the route's rate limit: NULL with *retry_after > 0 when the
+ * route is over its limit, NULL with *retry_after == 0 when there is no route. */
+const char *routes_admit(routes_t *r, const char *url, char *buf, size_t buflen, double *retry_after);
 int  routes_del(routes_t *r, const char *url);       /* 204 or 404 */
 /* The target for a url (exact match, else "*" → app_url + url); NULL = no route.
  * buf receives the composed target for wildcard routes. */
@@ -204,6 +242,10 @@ void appclient_free(appclient_t *a);
  * before this returns; returns NULL only on a bad target (done does not run). */
 app_req_t *appclient_post(appclient_t *a, const char *target, const char *body, size_t len,
                           const app_headers_t *h, app_done_t done, void *arg);
+/* Any method, with its own timeout (0 = --app-timeout-ms). */
+app_req_t *appclient_request(appclient_t *a, const char *method, const char *target,
+                             const char *body, size_t len, const app_headers_t *h,
+                             int64_t timeout_ms, app_done_t done, void *arg);
 /* Cancels (closes the app connection so the app sees the client go); done does not run. */
 void appclient_cancel(app_req_t *r);
 size_t appclient_inflight(appclient_t *a);

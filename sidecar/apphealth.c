@@ -1,0 +1,74 @@
+/* apphealth: the registry-with-health-checks behaviour. When --app-health-url is
+ * set, the sidecar GETs it every interval (with a timeout); after
+ * --app-health-threshold failures in a row the app counts as unhealthy: the
+ * sidecar leaves the registry (nobody finds it) and /-/ready turns 503. The first
+ * success after that registers it again. Off when no URL is configured. */
+#include "sidecar.h"
+
+#include "log.h"
+
+#include <string.h>
+
+static void schedule(sidecar_t *s, int64_t ms);
+
+static void checked(void *arg, const app_result_t *r)
+{
+    sidecar_t *s = arg;
+    s->health_req = NULL;
+    bool ok = r->status >= 200 && r->status < 300;
+    s->stats.health_checks++;
+    if (ok) {
+        s->health_failures = 0;
+        if (!s->app_healthy) {
+            s->app_healthy = true;
+            LOG_INFO("app healthy again, registering", "url=%s", s->cfg.app_health_url);
+            mesh_app_health_changed(s);
+        }
+    } else {
+        s->stats.health_check_failures++;
+        s->health_failures++;
+        LOG_DEBUG("app health check failed", "url=%s status=%d err=\"%s\" failures=%d", s->cfg.app_health_url,
+                  r->status, r->error ? r->error : "", s->health_failures);
+        if (s->app_healthy && s->health_failures >= s->cfg.app_health_threshold) {
+            s->app_healthy = false;
+            LOG_WARN("app unhealthy, leaving the registry", "url=%s status=%d failures=%d",
+                     s->cfg.app_health_url, r->status, s->health_failures);
+            mesh_app_health_changed(s);
+        }
+    }
+    if (!s->draining)
+        schedule(s, s->cfg.app_health_interval_ms);
+}
+
+static void tick(lws_sorted_usec_list_t *sul)
+{
+    sidecar_t *s = lws_container_of(sul, sidecar_t, health_timer);
+    if (s->draining || s->health_req)
+        return;
+    s->health_req = appclient_request(s->app, "GET", s->cfg.app_health_url, NULL, 0, NULL,
+                                      s->cfg.app_health_timeout_ms, checked, s);
+    if (!s->health_req)
+        schedule(s, s->cfg.app_health_interval_ms);
+}
+
+static void schedule(sidecar_t *s, int64_t ms)
+{
+    lws_sul_schedule(s->ctx, 0, &s->health_timer, tick, ms * LWS_US_PER_MS);
+}
+
+void apphealth_start(sidecar_t *s)
+{
+    s->app_healthy = true;
+    if (!s->cfg.app_health_url || !*s->cfg.app_health_url)
+        return;
+    schedule(s, 1); /* check at once: an app that is down at start is not registered... */
+}
+
+void apphealth_stop(sidecar_t *s)
+{
+    lws_sul_cancel(&s->health_timer);
+    if (s->health_req) {
+        appclient_cancel(s->health_req);
+        s->health_req = NULL;
+    }
+}
