@@ -92,9 +92,13 @@ int wsconn_send(wsconn_t *c, sbuf_t *frame)
 
 static int flush_queue(wsconn_t *c)
 {
-    while (c->qhead && !lws_send_pipe_choked(c->wsi)) {
+    /* WRITEABLE means the socket takes at least one write; only further writes
+     * ask lws_send_pipe_choked(), which costs a poll() syscall each. */
+    bool first = true;
+    while (c->qhead && (first || !lws_send_pipe_choked(c->wsi))) {
         wsmsg_t *m = c->qhead;
         int w = lws_write(c->wsi, (unsigned char *)m + WSMSG_HEADROOM, m->len, LWS_WRITE_TEXT);
+        first = false;
         c->qhead = m->next;
         if (!c->qhead)
             c->qtail = NULL;
