@@ -304,7 +304,7 @@ static void dispatch(apireq_t *r, const char *url, const char *method)
     if (!strcmp(url, "/-/health") || !strcmp(url, "/-/ready")) {
         if (!get)
             return answer_error(r, 405, 405, "use GET");
-        if (url[2] == 'h') {
+        if (!strcmp(url, "/-/health")) {
             probe_health(s, &r->out);
             return answer(r, 200);
         }

@@ -270,6 +270,14 @@ static void on_request(wsconn_t *c, const frame_t *f)
         return;
     }
     s->stats.inbound++;
+    if (s->draining) {
+        /* Not in flight yet, so not ours to finish: with a native sidecar the app
+         * may already be gone. A 503 sends the caller's retry to another instance
+         * and its breaker away from us. */
+        if (f->twoway)
+            modem_respond_err(&c->modem, f->id, 503, "the provider is shutting down");
+        return;
+    }
     double retry_after = 0;
     const char *target = routes_admit(s->routes, url, buf, sizeof(buf), &retry_after);
     if (!target && retry_after > 0) {
