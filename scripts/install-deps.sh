@@ -10,7 +10,7 @@ runtime=(libwebsockets17 libmicrohttpd12 libjansson4 libyaml-0-2 ca-certificates
 build=(build-essential cmake pkg-config libwebsockets-dev libmicrohttpd-dev
        libjansson-dev libyaml-dev libcmocka-dev curl)
 test=(clang libclang-rt-14-dev nodejs npm iproute2 debootstrap wrk nginx-light
-      kubectl unzip procps python3-yaml)
+      unzip procps python3-yaml)
 
 case "${1:-}" in
   --runtime) want=("${runtime[@]}") ;;
@@ -21,12 +21,12 @@ esac
 
 missing=()
 for p in "${want[@]}"; do
-  # A tool may come from elsewhere (nodejs/npm from NodeSource, kubectl from Google's
-  # repo); count the command as present, not only the Debian package.
+  # A tool may come from elsewhere (nodejs/npm from NodeSource
+  # or the like); count the command as present, not only the Debian package.
+  # (kubectl is not in bookworm: scripts/install-helm.sh --kubectl fetches it.)
   case "$p" in
     nodejs)  command -v node    >/dev/null && continue ;;
     npm)     command -v npm     >/dev/null && continue ;;
-    kubectl) command -v kubectl >/dev/null && continue ;;
     clang)   command -v clang   >/dev/null && continue ;;
   esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,430 @@
+#!/usr/bin/env python3
+"""Asserts what matters in rendered micro-sidecar manifests (helm template output or
+`kubectl kustomize deploy/`).
+
+    check_manifests.py RENDERED.yaml [key=value ...]
+
+Expectations (all optional):
+    source=helm|kustomize|parent  who rendered it (labels differ; parent = a user's chart
+                                  that includes the sidecar templates)
+    native=true|false             the sidecar is a native sidecar (initContainers)
+    demo=true|false               the demo apps are rendered
+    registry=true|false           the registry is rendered
+    registry_address=HOST:PORT    what MICRO_REGISTRY must be (default: derived from the
+                                  rendered registry Service)
+    tokens=none|created|existing  token wiring
+    prestop=N|none                the sidecar's preStop waits N seconds / has no hook
+    prestop_mode=exec|sleep       how the preStop hook waits
+    tests=true|false              helm test pods are rendered
+    name=LABEL                    a name for the output lines
+
+Prints one line per failed assertion and a closing "check_manifests[name]: N passed,
+M failed"; exits 1 when any assertion failed. Needs python3-yaml.
+"""
+import math
+import re
+import sys
+
+import yaml
+
+LABEL_KEYS = [
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+]
+OUR_COMMANDS = {"micro-registry", "micro-sidecar", "micro-echo", "sh"}
+REGISTRY_CONFIG_KEYS = {"port", "bind", "heartbeat-timeout-ms", "sweep-interval-ms",
+                        "verify-peer-address", "log-level", "log-format"}
+SIDECAR_INT_FLAGS = ["request-timeout-ms", "retries", "registry-lookup-timeout-ms",
+                     "heartbeat-interval-ms", "reconnect-interval-ms",
+                     "breaker-cooldown-ms", "shutdown-grace-ms"]
+TOKEN_ENVS = {"MICRO_API_TOKEN", "MICRO_APP_TOKEN", "MICRO_MESH_TOKEN"}
+
+
+class Checker:
+    def __init__(self, name):
+        self.name = name
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, cond, what):
+        if cond:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print(f"check_manifests[{self.name}]: FAIL: {what}")
+        return cond
+
+
+def env_map(container):
+    return {e["name"]: e for e in container.get("env") or []}
+
+
+def env_value(container, name):
+    e = env_map(container).get(name)
+    return None if e is None else e.get("value")
+
+
+def arg_flags(container):
+    out = {}
+    for a in container.get("args") or []:
+        m = re.match(r"^--([a-z0-9-]+)=(.*)$", str(a))
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def pod_spec_of(doc):
+    kind = doc.get("kind")
+    if kind == "Pod":
+        return doc.get("metadata", {}), doc.get("spec", {})
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        t = doc["spec"]["template"]
+        return t.get("metadata", {}), t.get("spec", {})
+    return None, None
+
+
+def command_of(c):
+    cmd = c.get("command") or []
+    return cmd[0] if cmd else None
+
+
+def probe_is(probe, path, port):
+    if not probe or "httpGet" not in probe:
+        return False
+    return probe["httpGet"].get("path") == path and probe["httpGet"].get("port") == port
+
+
+def prestop_seconds(c):
+    """(mode, seconds) of a sidecar's preStop hook, or (None, None)."""
+    pre = ((c.get("lifecycle") or {}).get("preStop")) or None
+    if not pre:
+        return None, None
+    if "sleep" in pre:
+        return "sleep", int(pre["sleep"]["seconds"])
+    cmd = (pre.get("exec") or {}).get("command") or []
+    if len(cmd) == 2 and cmd[0] == "sleep" and re.fullmatch(r"[0-9]+", str(cmd[1])):
+        return "exec", int(cmd[1])
+    return "other", None
+
+
+def main(argv):
+    if len(argv) < 2:
+        sys.exit(__doc__)
+    path = argv[1]
+    exp = {}
+    for kv in argv[2:]:
+        k, _, v = kv.partition("=")
+        exp[k] = v
+    source = exp.get("source", "helm")
+    ck = Checker(exp.get("name", path))
+    with open(path, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    ck.check(len(docs) > 0, "rendered something")
+
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d.get("kind"), []).append(d)
+        ck.check(d.get("apiVersion") and d.get("metadata", {}).get("name"),
+                 f"{d.get('kind')}: apiVersion and metadata.name set")
+
+    # ---- labels on every object of ours ------------------------------------------------
+    for d in docs:
+        md = d.get("metadata", {})
+        labels = md.get("labels") or {}
+        if source == "parent" and labels.get("app.kubernetes.io/part-of") != "micro-sidecar":
+            continue  # the user's own objects
+        want = LABEL_KEYS if source != "kustomize" else [
+            "app.kubernetes.io/name", "app.kubernetes.io/component", "app.kubernetes.io/part-of",
+            "app.kubernetes.io/version"]
+        missing = [k for k in want if not labels.get(k)]
+        ck.check(not missing, f"{d['kind']}/{md.get('name')}: recommended labels {missing} missing")
+        ck.check(labels.get("app.kubernetes.io/part-of") == "micro-sidecar",
+                 f"{d['kind']}/{md.get('name')}: part-of micro-sidecar")
+        if source == "kustomize":
+            ck.check("namespace" not in md, f"{d['kind']}/{md.get('name')}: deploy/ is namespace-agnostic")
+
+    # ---- the registry ------------------------------------------------------------------
+    services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
+    configmaps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
+    registry_deps = [d for d in by_kind.get("Deployment", [])
+                     if any(command_of(c) == "micro-registry"
+                            for c in d["spec"]["template"]["spec"].get("containers", []))]
+    want_registry = exp.get("registry", "true") == "true"
+    ck.check(len(registry_deps) == (1 if want_registry else 0),
+             f"{len(registry_deps)} registry Deployments, want {1 if want_registry else 0}")
+    registry_address = exp.get("registry_address")
+    registry_pod_labels = None
+    for dep in registry_deps:
+        name = dep["metadata"]["name"]
+        spec = dep["spec"]
+        pmd, pspec = pod_spec_of(dep)
+        registry_pod_labels = pmd.get("labels") or {}
+        ck.check(spec.get("replicas") == 1, f"{name}: 1 replica (in-memory registry)")
+        ck.check((spec.get("strategy") or {}).get("type") == "Recreate",
+                 f"{name}: Recreate strategy (never two registries at once)")
+        sel = spec["selector"]["matchLabels"]
+        ck.check(all(registry_pod_labels.get(k) == v for k, v in sel.items()),
+                 f"{name}: selector matches the pod labels")
+        (c,) = [c for c in pspec["containers"] if command_of(c) == "micro-registry"]
+        ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+        ck.check("ws" in ports, f"{name}: container port named ws")
+        ck.check(probe_is(c.get("livenessProbe"), "/-/health", "ws"),
+                 f"{name}: livenessProbe GET /-/health on port ws")
+        ck.check(probe_is(c.get("readinessProbe"), "/-/health", "ws"),
+                 f"{name}: readinessProbe GET /-/health on port ws")
+        ann = pmd.get("annotations") or {}
+        ck.check(ann.get("prometheus.io/scrape") == "true", f"{name}: prometheus.io/scrape")
+        ck.check(ann.get("prometheus.io/port") == str(ports.get("ws")),
+                 f"{name}: prometheus.io/port is the registry port")
+        ck.check(ann.get("prometheus.io/path") == "/metrics", f"{name}: prometheus.io/path")
+        # --config FILE from a mounted ConfigMap, whose keys are registry flags.
+        flags = arg_flags(c)
+        cfg = flags.get("config")
+        ck.check(cfg is not None, f"{name}: started with --config")
+        if cfg:
+            mount = next((m for m in c.get("volumeMounts", [])
+                          if cfg.startswith(m["mountPath"].rstrip("/") + "/")), None)
+            ck.check(mount is not None, f"{name}: --config {cfg} is on a mounted volume")
+            if mount:
+                vol = next((v for v in pspec.get("volumes", []) if v["name"] == mount["name"]), {})
+                cmname = (vol.get("configMap") or {}).get("name")
+                ck.check(cmname in configmaps, f"{name}: config volume is ConfigMap {cmname}")
+                key = cfg[len(mount["mountPath"].rstrip("/")) + 1:]
+                data = (configmaps.get(cmname) or {}).get("data", {}).get(key)
+                ck.check(data is not None, f"{name}: ConfigMap {cmname} has key {key}")
+                if data is not None:
+                    conf = yaml.safe_load(data)
+                    ck.check(isinstance(conf, dict), f"{name}: config file is a mapping")
+                    if isinstance(conf, dict):
+                        unknown = set(conf) - REGISTRY_CONFIG_KEYS
+                        ck.check(not unknown, f"{name}: config keys {sorted(unknown)} are not registry flags")
+                        ck.check(conf.get("port") == ports.get("ws"),
+                                 f"{name}: config port {conf.get('port')} is the container port")
+                        for k in ("heartbeat-timeout-ms", "sweep-interval-ms"):
+                            ck.check(isinstance(conf.get(k), int), f"{name}: config {k} is an integer")
+        # The Service in front of it.
+        svc = next((s for s in services.values()
+                    if s["spec"].get("selector")
+                    and all(registry_pod_labels.get(k) == v for k, v in s["spec"]["selector"].items())),
+                   None)
+        ck.check(svc is not None, f"{name}: a Service selects the registry pods")
+        if svc:
+            sp = svc["spec"]["ports"]
+            ck.check(len(sp) == 1 and sp[0].get("name") == "ws" and sp[0].get("targetPort") == "ws"
+                     and sp[0].get("port") == ports.get("ws"),
+                     f"{svc['metadata']['name']}: one port named ws -> targetPort ws")
+            ns = svc["metadata"].get("namespace")
+            if registry_address is None:
+                if ns:
+                    registry_address = re.compile(
+                        re.escape(f"{svc['metadata']['name']}.{ns}.svc") + r"(\.[a-z0-9.-]+)?"
+                        + re.escape(f":{sp[0]['port']}"))
+                else:
+                    registry_address = f"{svc['metadata']['name']}:{sp[0]['port']}"
+        # PodDisruptionBudget.
+        pdbs = by_kind.get("PodDisruptionBudget", [])
+        ck.check(len(pdbs) == 1, f"one PodDisruptionBudget (got {len(pdbs)})")
+        for pdb in pdbs:
+            ck.check(pdb["apiVersion"] == "policy/v1", "PodDisruptionBudget is policy/v1")
+            ps = pdb["spec"]
+            ck.check(("minAvailable" in ps) != ("maxUnavailable" in ps),
+                     "PodDisruptionBudget sets exactly one of minAvailable/maxUnavailable")
+            ck.check(ps.get("minAvailable") != 1 and ps.get("minAvailable") != "100%",
+                     "PodDisruptionBudget does not block every drain of the single registry")
+            sel = ps["selector"]["matchLabels"]
+            ck.check(all(registry_pod_labels.get(k) == v for k, v in sel.items()),
+                     "PodDisruptionBudget selects the registry pods")
+
+    # ---- every pod of ours: security context, service links ----------------------------
+    pods = []
+    for d in docs:
+        pmd, pspec = pod_spec_of(d)
+        if pspec is None:
+            continue
+        pods.append((d, pmd, pspec))
+        name = f"{d['kind']}/{d['metadata']['name']}"
+        ours = [c for c in (pspec.get("initContainers") or []) + pspec.get("containers", [])
+                if command_of(c) in OUR_COMMANDS]
+        if source != "parent":
+            ck.check(pspec.get("enableServiceLinks") is False,
+                     f"{name}: enableServiceLinks false (no MICRO_REGISTRY_PORT=tcp://... from a Service)")
+            ck.check(pspec.get("automountServiceAccountToken") is False,
+                     f"{name}: no service account token mounted")
+        for c in ours:
+            sc = c.get("securityContext") or {}
+            cn = f"{name}:{c['name']}"
+            ck.check(sc.get("runAsNonRoot") is True, f"{cn}: runAsNonRoot")
+            ck.check(sc.get("runAsUser") == 65532, f"{cn}: runAsUser 65532")
+            ck.check(sc.get("readOnlyRootFilesystem") is True, f"{cn}: readOnlyRootFilesystem")
+            ck.check(sc.get("allowPrivilegeEscalation") is False, f"{cn}: allowPrivilegeEscalation false")
+            ck.check("ALL" in ((sc.get("capabilities") or {}).get("drop") or []), f"{cn}: capabilities drop ALL")
+            ck.check((sc.get("seccompProfile") or {}).get("type") == "RuntimeDefault",
+                     f"{cn}: seccompProfile RuntimeDefault")
+            ck.check(bool((c.get("resources") or {}).get("requests")), f"{cn}: resource requests set")
+        if d["kind"] == "Deployment":
+            sel = d["spec"]["selector"]["matchLabels"]
+            ck.check(all((pmd.get("labels") or {}).get(k) == v for k, v in sel.items()),
+                     f"{name}: selector matches the pod labels")
+
+    # ---- sidecars ----------------------------------------------------------------------
+    native = exp.get("native", "true") == "true"
+    sidecars = []
+    for d, pmd, pspec in pods:
+        name = f"{d['kind']}/{d['metadata']['name']}"
+        inits = [c for c in (pspec.get("initContainers") or []) if command_of(c) == "micro-sidecar"]
+        regular = [c for c in pspec.get("containers", []) if command_of(c) == "micro-sidecar"]
+        if not inits and not regular:
+            continue
+        ck.check(len(inits) + len(regular) == 1, f"{name}: exactly one sidecar")
+        if native:
+            ck.check(len(inits) == 1 and not regular, f"{name}: sidecar is an initContainers entry (native)")
+        else:
+            ck.check(len(regular) == 1 and not inits, f"{name}: sidecar is a regular container (native=false)")
+        for c in inits + regular:
+            sidecars.append((d, pmd, pspec, c, c in inits))
+
+    for d, pmd, pspec, c, is_init in sidecars:
+        name = f"{d['kind']}/{d['metadata']['name']}"
+        env = env_map(c)
+        if is_init:
+            ck.check(c.get("restartPolicy") == "Always", f"{name}: native sidecar has restartPolicy Always")
+            ck.check(probe_is(c.get("startupProbe"), "/-/ready", "mesh"),
+                     f"{name}: native sidecar has startupProbe GET /-/ready on port mesh")
+            apps = [x for x in pspec.get("containers", [])]
+            ck.check(len(apps) >= 1, f"{name}: app containers in containers")
+        else:
+            ck.check("restartPolicy" not in c, f"{name}: regular sidecar has no restartPolicy")
+            ck.check("startupProbe" not in c, f"{name}: regular sidecar has no startupProbe")
+        ck.check(probe_is(c.get("livenessProbe"), "/-/health", "mesh"),
+                 f"{name}: livenessProbe GET /-/health on port mesh")
+        ck.check(probe_is(c.get("readinessProbe"), "/-/ready", "mesh"),
+                 f"{name}: readinessProbe GET /-/ready on port mesh")
+        ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+        mesh_port = int(env_value(c, "MICRO_MESH_PORT") or 9100)
+        ck.check(ports.get("mesh") == mesh_port, f"{name}: containerPort mesh = MICRO_MESH_PORT {mesh_port}")
+        api_port = int(env_value(c, "MICRO_API_PORT") or 3500)
+        ck.check(api_port not in ports.values(), f"{name}: the loopback API port is not a containerPort")
+        ck.check(env_value(c, "MICRO_API_BIND") in (None, "127.0.0.1", "::1"),
+                 f"{name}: API bound to loopback")
+        ck.check(bool(env_value(c, "MICRO_NAMESPACE")), f"{name}: MICRO_NAMESPACE set")
+        pod_ip = (env.get("POD_IP") or {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        ck.check(pod_ip == "status.podIP", f"{name}: POD_IP from the downward API status.podIP")
+        ck.check(bool(env_value(c, "MICRO_APP_URL")), f"{name}: MICRO_APP_URL set")
+        reg = env_value(c, "MICRO_REGISTRY")
+        if isinstance(registry_address, re.Pattern):
+            ok = reg is not None and registry_address.fullmatch(reg) is not None
+        else:
+            ok = reg == registry_address
+        ck.check(ok, f"{name}: MICRO_REGISTRY {reg!r} points at the registry Service ({registry_address})")
+        flags = arg_flags(c)
+        for f in SIDECAR_INT_FLAGS:
+            ck.check(re.fullmatch(r"[0-9]+", flags.get(f, "")) is not None,
+                     f"{name}: --{f}=<integer> (got {flags.get(f)!r})")
+        # Shutdown timing: preStop, then SIGTERM and up to --shutdown-grace-ms of drain, all
+        # inside terminationGracePeriodSeconds.
+        grace = math.ceil(int(flags.get("shutdown-grace-ms", "5000")) / 1000)
+        tgps = pspec.get("terminationGracePeriodSeconds", 30)
+        mode, secs = prestop_seconds(c)
+        want_pre = exp.get("prestop")
+        if want_pre == "none":
+            ck.check(mode is None, f"{name}: no preStop hook (got {mode} {secs})")
+        elif want_pre:
+            ck.check(secs == int(want_pre), f"{name}: preStop waits {want_pre} s (got {mode} {secs})")
+        if exp.get("prestop_mode") and want_pre != "none":
+            ck.check(mode == exp["prestop_mode"], f"{name}: preStop uses {exp['prestop_mode']} (got {mode})")
+        ck.check(mode != "other", f"{name}: preStop is a plain sleep")
+        ck.check((secs or 0) + grace < tgps,
+                 f"{name}: preStop {secs or 0} s + drain {grace} s < terminationGracePeriodSeconds {tgps}")
+        # The prometheus annotations point at the mesh port.
+        ann = pmd.get("annotations") or {}
+        if d["kind"] == "Deployment":
+            ck.check(ann.get("prometheus.io/scrape") == "true"
+                     and ann.get("prometheus.io/port") == str(mesh_port)
+                     and ann.get("prometheus.io/path") == "/metrics",
+                     f"{name}: prometheus.io annotations for the mesh port")
+        # Tokens.
+        tokens = exp.get("tokens", "none")
+        tok = {k: v for k, v in env.items() if k in TOKEN_ENVS}
+        if tokens == "none":
+            ck.check(not tok, f"{name}: no token env without tokens")
+        else:
+            ck.check(bool(tok), f"{name}: token env wired")
+            for k, e in tok.items():
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef") or {}
+                ck.check(bool(ref.get("name")) and bool(ref.get("key")) and "value" not in e,
+                         f"{name}: {k} comes from a secretKeyRef")
+                if tokens == "existing":
+                    ck.check(ref.get("name") == exp.get("secret", "my-tokens"),
+                             f"{name}: {k} from the existing Secret")
+                else:
+                    sec = next((s for s in by_kind.get("Secret", [])
+                                if s["metadata"]["name"] == ref.get("name")), None)
+                    ck.check(sec is not None, f"{name}: {k}: Secret {ref.get('name')} rendered")
+                    if sec:
+                        ck.check(ref.get("key") in (sec.get("stringData") or {}),
+                                 f"{name}: {k}: key {ref.get('key')} in the Secret")
+
+    # ---- tokens: secret and registry ------------------------------------------------------
+    tokens = exp.get("tokens", "none")
+    secrets = by_kind.get("Secret", [])
+    if tokens == "created":
+        ck.check(len(secrets) == 1, "tokens: the chart creates one Secret")
+    else:
+        ck.check(not secrets, f"tokens={tokens}: no Secret rendered")
+    for dep in registry_deps:
+        (c,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if command_of(c) == "micro-registry"]
+        tok = set(env_map(c)) & TOKEN_ENVS
+        if tokens == "none":
+            ck.check(not tok, "registry: no token env without tokens")
+        else:
+            ck.check(tok == {"MICRO_MESH_TOKEN"}, f"registry: gets only MICRO_MESH_TOKEN (got {sorted(tok)})")
+
+    # ---- demo ----------------------------------------------------------------------------
+    demo = exp.get("demo", "false") == "true"
+    demo_ns = []
+    for d, pmd, pspec, c, _ in sidecars:
+        echo = [x for x in pspec.get("containers", []) if command_of(x) == "micro-echo"]
+        if not echo:
+            continue
+        ns = env_value(c, "MICRO_NAMESPACE")
+        demo_ns.append(ns)
+        eflags = arg_flags(echo[0])
+        ck.check(env_value(c, "MICRO_APP_URL") == f"http://127.0.0.1:{eflags.get('port')}",
+                 f"demo {ns}: MICRO_APP_URL is micro-echo's --port")
+        ck.check(eflags.get("bind") in ("127.0.0.1", None), f"demo {ns}: micro-echo on loopback")
+        ck.check("/echo" in (env_value(c, "MICRO_ROUTES") or "").split(","), f"demo {ns}: route /echo")
+        health = env_value(c, "MICRO_APP_HEALTH_URL")
+        ck.check(health == f"http://127.0.0.1:{eflags.get('port')}/health",
+                 f"demo {ns}: app health checks on micro-echo's /health (got {health!r})")
+        ck.check(re.fullmatch(r"[0-9]+", arg_flags(c).get("app-health-interval-ms", "")) is not None,
+                 f"demo {ns}: --app-health-interval-ms=<integer>")
+    if demo:
+        ck.check(sorted(map(str, demo_ns)) == ["echo-a", "echo-b"], f"demo: echo-a and echo-b (got {demo_ns})")
+    else:
+        ck.check(not demo_ns, f"no demo apps (got {demo_ns})")
+
+    # ---- helm test pods --------------------------------------------------------------------
+    test_pods = [d for d in by_kind.get("Pod", [])
+                 if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]
+    if exp.get("tests", "true" if source == "helm" else "false") == "true":
+        ck.check(len(test_pods) >= 1, "a helm test pod")
+        reg_svc = next(iter(services), None)
+        ck.check(any("/-/health" in " ".join(map(str, x.get("command", []) + x.get("args", [])))
+                     and (reg_svc or "") in " ".join(map(str, x.get("command", [])))
+                     for p in test_pods for x in p["spec"]["containers"]),
+                 "a helm test pod checks the registry Service's /-/health")
+        for p in test_pods:
+            ck.check(p["spec"].get("restartPolicy") == "Never", f"test pod {p['metadata']['name']}: restartPolicy Never")
+    else:
+        ck.check(not test_pods, "no helm test pods")
+
+    print(f"check_manifests[{ck.name}]: {ck.passed} passed, {ck.failed} failed")
+    return 1 if ck.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
