@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/install-deps.sh
-scripts/build.sh build -DBUILD_TESTING=OFF
+scripts/build.sh build
 exec scripts/demo.sh "$@" build

@@ -33,7 +33,7 @@ ctest_in() { # build-dir
 }
 
 run_stage deps  deps || true
-run_stage build scripts/build.sh build
+run_stage build scripts/build.sh build -DBUILD_TESTING=ON
 run_stage test  ctest_in build
 run_stage asan  bash -c 'scripts/build.sh build-asan -DSANITIZE=address,undefined &&
                          ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

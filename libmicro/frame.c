@@ -1,6 +1,7 @@
 #include "frame.h"
 #include "util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,9 +25,11 @@ static int decode_response(frame_t *f)
     if (!jobj_get(f->data, "status", &f->status_raw))
         return FRAME_E_SHAPE;
     if (f->status_raw.t == JT_NUMBER) {
-        double d;
-        jnum_double(f->status_raw, &d);
-        f->status = d >= 0 && d < 100000 ? (int)d : 0;
+        /* The reference tests status !== 200: 200.0 is 200, 200.5 is a failure.
+         * A non-integral or absurd status counts as non-numeric (0). */
+        double d = 0;
+        bool integral = jnum_double(f->status_raw, &d) == 0 && d == floor(d);
+        f->status = integral && d >= 1 && d < 100000 ? (int)d : 0;
     } else if (f->status_raw.t == JT_STRING) {
         f->status = 0;
     } else {
@@ -120,7 +123,7 @@ int frame_put_response_err(sbuf_t *b, uint64_t id, int status, const char *messa
     sbuf_add(b, "{\"id\":", 6);
     sbuf_add_u64(b, id);
     sbuf_adds(b, ",\"mode\":1,\"twoway\":false,\"data\":{\"status\":");
-    sbuf_add_u64(b, (unsigned)status);
+    sbuf_add_u64(b, status > 0 ? (unsigned)status : 500u);
     sbuf_adds(b, ",\"data\":null,\"message\":");
     sbuf_add_json_str(b, message ? message : "", message ? mlen : 0);
     sbuf_add(b, "}}", 2);
@@ -147,22 +150,40 @@ static void copy_cid(const char *s, size_t n, char *cid, size_t cidlen)
     cid[n] = '\0';
 }
 
+/* JavaScript's falsiness for a JSON value: null, false, 0, "" (the reference
+ * replaces such an id: `else if (!data._correlationId)`). */
+static bool falsy(jspan_t v)
+{
+    double d;
+    switch (v.t) {
+    case JT_NULL:
+    case JT_FALSE: return true;
+    case JT_STRING: return v.n == 2;
+    case JT_NUMBER: return jnum_double(v, &d) == 0 && d == 0;
+    default: return false;
+    }
+}
+
 int frame_payload_with_cid(sbuf_t *out, const char *payload, size_t len, jtype_t type,
                            const char *given_cid, char *cid, size_t cidlen)
 {
     char fresh[37];
     const char *id = given_cid && *given_cid ? given_cid : NULL;
+    bool replace = false;
     if (type == JT_OBJECT) {
         jspan_t obj = {payload, len, JT_OBJECT}, v;
         if (jobj_get(obj, "_correlationId", &v)) {
-            size_t n = 0;
-            char tmp[256];
-            if (v.t == JT_STRING && jstr_get(v, tmp, sizeof(tmp), &n) == 0)
-                copy_cid(tmp, n, cid, cidlen);
-            else
-                copy_cid(v.p, v.n, cid, cidlen); /* a non-string id: its JSON text */
-            sbuf_add(out, payload, len);
-            return out->err ? -1 : 0;
+            if (!falsy(v)) {
+                size_t n = 0;
+                char tmp[256];
+                if (v.t == JT_STRING && jstr_get(v, tmp, sizeof(tmp), &n) == 0)
+                    copy_cid(tmp, n, cid, cidlen);
+                else
+                    copy_cid(v.p, v.n, cid, cidlen); /* a non-string id: its JSON text */
+                sbuf_add(out, payload, len);
+                return out->err ? -1 : 0;
+            }
+            replace = true;
         }
     }
     if (!id) {
@@ -172,13 +193,23 @@ int frame_payload_with_cid(sbuf_t *out, const char *payload, size_t len, jtype_t
     copy_cid(id, strlen(id), cid, cidlen);
     sbuf_add(out, "{\"_correlationId\":", 18);
     sbuf_add_json_str(out, id, strlen(id));
-    if (type == JT_OBJECT) {
+    if (type == JT_OBJECT && replace) {
+        /* copy every member but the falsy id, byte for byte */
+        jspan_t obj = {payload, len, JT_OBJECT}, k, v;
+        jiter_t it;
+        jobj_iter(&it, obj);
+        while (jobj_next(&it, &k, &v)) {
+            if (jstr_eq(k, "_correlationId"))
+                continue;
+            sbuf_addc(out, ',');
+            sbuf_add(out, k.p, (size_t)(v.p + v.n - k.p));
+        }
+    } else if (type == JT_OBJECT) {
         jspan_t obj = {payload, len, JT_OBJECT};
         if (!jobj_empty(obj)) {
             sbuf_addc(out, ',');
             /* the members, without the opening brace (closing brace included) */
-            const char *p = payload + 1;
-            sbuf_add(out, p, len - 1);
+            sbuf_add(out, payload + 1, len - 1);
             return out->err ? -1 : 0;
         }
     } else if (payload && type != JT_NONE) {

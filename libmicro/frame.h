@@ -51,7 +51,8 @@ int frame_put_response_err(sbuf_t *b, uint64_t id, int status, const char *messa
 int frame_put_abort(sbuf_t *b, uint64_t id, uint64_t target);
 
 /* PROTOCOL §5 correlation-id rules, on raw payload text (NULL = no payload):
- * - an object with "_correlationId" is kept as is; its value is returned in cid;
+ * - an object with a truthy "_correlationId" is kept as is; its value is returned
+ *   in cid; a falsy one (null, false, 0, "") is replaced, as the reference does;
  * - an object without one gets one added (given_cid if non-NULL, else a new UUID);
  * - anything else (none, null, array, scalar) becomes {"_correlationId":..,"data":..}.
  * Appends the resulting payload to out and the id (unescaped) to cid (NUL-terminated,

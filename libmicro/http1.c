@@ -76,8 +76,12 @@ static int parse_head(http1_resp_t *r)
             v++;
         if (!strcasecmp(line, "content-length")) {
             char *end;
+            if (!isdigit((unsigned char)*v))
+                return fail(r, "bad content-length");
             long long cl = strtoll(v, &end, 10);
-            if (end == v || cl < 0)
+            while (*end == ' ' || *end == '\t')
+                end++;
+            if (*end || cl < 0)
                 return fail(r, "bad content-length");
             r->content_length = cl;
         } else if (!strcasecmp(line, "transfer-encoding")) {
@@ -126,16 +130,24 @@ int http1_resp_feed(http1_resp_t *r, const char *p, size_t n, size_t *used)
     while (p < end && r->state != S_DONE) {
         switch (r->state) {
         case S_HEAD: {
-            size_t before = r->head.len;
-            if (sbuf_add(&r->head, p, (size_t)(end - p)))
+            /* Append no more than the header limit allows: the rest of a large
+             * read is body, handled once the blank line is found. */
+            size_t before = r->head.len, room = HTTP1_MAX_HEADER - before;
+            size_t take = (size_t)(end - p) < room ? (size_t)(end - p) : room;
+            if (sbuf_add(&r->head, p, take))
                 return fail(r, "response headers too large");
             char *h = sbuf_data(&r->head);
-            char *blank = strstr(h + (before > 3 ? before - 3 : 0), "\r\n\r\n");
+            size_t from = before > 3 ? before - 3 : 0;
+            char *blank = memmem(h + from, r->head.len - from, "\r\n\r\n", 4);
             if (!blank) {
-                p = end;
+                if (r->head.len >= HTTP1_MAX_HEADER)
+                    return fail(r, "response headers too large");
+                p += take;
                 break;
             }
             size_t head_len = (size_t)(blank - h) + 4;
+            if (memchr(h, '\0', head_len))
+                return fail(r, "NUL byte in response headers");
             p += head_len - before;
             h[head_len - 2] = '\0';
             r->head.len = head_len - 2;
@@ -173,14 +185,18 @@ int http1_resp_feed(http1_resp_t *r, const char *p, size_t n, size_t *used)
             char *line = sbuf_data(&r->head);
             if (r->state == S_CHUNK_SIZE) {
                 char *e;
+                if (!isxdigit((unsigned char)line[0]) || (line[0] == '0' && (line[1] == 'x' || line[1] == 'X')))
+                    return fail(r, "bad chunk size");
                 unsigned long long sz = strtoull(line, &e, 16);
-                if (e == line)
+                if (*e != '\r' && *e != '\n' && *e != ';' && *e != ' ' && *e != '\t')
                     return fail(r, "bad chunk size");
                 if (sz > r->body.limit - r->body.len)
                     return fail(r, "response body too large");
                 r->chunk_left = (size_t)sz;
                 r->state = sz ? S_CHUNK_DATA : S_TRAILER;
             } else if (r->state == S_CHUNK_CRLF) {
+                if (strcmp(line, "\r\n") && strcmp(line, "\n"))
+                    return fail(r, "chunk longer than its size");
                 r->state = S_CHUNK_SIZE;
             } else if (!strcmp(line, "\r\n") || !strcmp(line, "\n")) {
                 r->state = S_DONE;

@@ -333,10 +333,8 @@ bool jstr_eq(jspan_t s, const char *lit)
     size_t n = strlen(lit);
     if (s.t != JT_STRING)
         return false;
-    if (s.n == n + 2 && memcmp(s.p + 1, lit, n) == 0)
-        return true;
-    if (!memchr(s.p, '\\', s.n))
-        return false;
+    if (!memchr(s.p, '\\', s.n)) /* no escapes: the raw bytes are the value */
+        return s.n == n + 2 && memcmp(s.p + 1, lit, n) == 0;
     char buf[256];
     size_t got;
     return n < sizeof(buf) && jstr_get(s, buf, sizeof(buf), &got) == 0 && got == n &&
@@ -363,7 +361,7 @@ static unsigned hex4(const char *p)
 
 int jstr_get(jspan_t s, char *out, size_t outlen, size_t *outn)
 {
-    if (s.t != JT_STRING || s.n < 2)
+    if (s.t != JT_STRING || s.n < 2 || outlen == 0)
         return -1;
     const char *p = s.p + 1, *end = s.p + s.n - 1;
     size_t o = 0;
@@ -412,12 +410,16 @@ int jstr_get(jspan_t s, char *out, size_t outlen, size_t *outn)
 
 int jnum_double(jspan_t s, double *out)
 {
-    char buf[64];
-    if (s.t != JT_NUMBER || s.n >= sizeof(buf))
+    char buf[64], *p = buf;
+    if (s.t != JT_NUMBER)
         return -1;
-    memcpy(buf, s.p, s.n);
-    buf[s.n] = '\0';
-    *out = strtod(buf, NULL);
+    if (s.n >= sizeof(buf) && !(p = malloc(s.n + 1))) /* JSON numbers have no length limit */
+        return -1;
+    memcpy(p, s.p, s.n);
+    p[s.n] = '\0';
+    *out = strtod(p, NULL);
+    if (p != buf)
+        free(p);
     return 0;
 }
 

@@ -129,5 +129,6 @@ char *sbuf_steal(sbuf_t *b)
     char *p = b->buf;
     b->buf = NULL;
     b->len = b->cap = 0;
+    b->err = 0;
     return p;
 }

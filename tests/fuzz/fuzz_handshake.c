@@ -1,0 +1,89 @@
+/* fuzz_handshake: addr_parse_handshake and addr_parse_key on arbitrary bytes.
+ * Whatever parses must be well formed (host 1..255 bytes without brackets or '/',
+ * port 1..65535, namespace inside the input) and, for inputs without NUL bytes,
+ * must survive a build/format → parse round trip unchanged. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "addr.h"
+
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                             \
+        }                                                                        \
+    } while (0)
+
+static void check_addr(const addr_t *a)
+{
+    size_t hl = strnlen(a->host, sizeof(a->host));
+    CHECK(hl < sizeof(a->host));
+    CHECK(a->port >= 1 && a->port <= 65535);
+    CHECK(!strchr(a->host, '[') && !strchr(a->host, ']') && !strchr(a->host, '/'));
+}
+
+static void fuzz_handshake(const char *p, size_t n, int has_nul)
+{
+    addr_t a;
+    const char *ns = NULL;
+    size_t nslen = 0;
+    int rc = addr_parse_handshake(p, n, &a, &ns, &nslen);
+    CHECK(rc <= 0 && rc >= ADDR_E_NAMESPACE);
+    if (rc)
+        return;
+    check_addr(&a);
+    CHECK(has_nul || a.host[0]);
+    CHECK(nslen > 0 && nslen < ADDR_NS_MAX);
+    CHECK(ns > p && ns + nslen <= p + n);
+    CHECK(!memchr(ns, '?', nslen));
+    /* "/h/1/ns/" parses as namespace "ns": a namespace ending in '/' cannot
+     * survive the round trip, by the rules of PROTOCOL §2. */
+    if (has_nul || ns[nslen - 1] == '/')
+        return;
+    char nsbuf[ADDR_NS_MAX], path[ADDR_HOST_MAX + ADDR_NS_MAX + 16];
+    memcpy(nsbuf, ns, nslen);
+    nsbuf[nslen] = '\0';
+    int len = addr_build_handshake(a.host, a.port, nsbuf, "q=1", path, sizeof(path));
+    CHECK(len > 0);
+    addr_t b;
+    const char *ns2;
+    size_t nslen2;
+    CHECK(addr_parse_handshake(path, (size_t)len, &b, &ns2, &nslen2) == ADDR_OK);
+    CHECK(!strcmp(a.host, b.host) && a.port == b.port);
+    CHECK(nslen2 == nslen && !memcmp(ns2, nsbuf, nslen));
+}
+
+static void fuzz_key(const char *p, size_t n, int has_nul)
+{
+    addr_t a;
+    int rc = addr_parse_key(p, n, &a);
+    CHECK(rc == ADDR_OK || rc == ADDR_E_SYNTAX || rc == ADDR_E_PORT || rc == ADDR_E_HOST);
+    if (rc)
+        return;
+    check_addr(&a);
+    if (has_nul)
+        return;
+    CHECK(a.host[0]);
+    char key[ADDR_KEY_MAX];
+    int len = addr_format_key(a.host, a.port, key, sizeof(key));
+    CHECK(len > 0);
+    addr_t b;
+    CHECK(addr_parse_key(key, (size_t)len, &b) == ADDR_OK);
+    CHECK(!strcmp(a.host, b.host) && a.port == b.port);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *p = malloc(size ? size : 1);
+    if (!p)
+        return 0;
+    memcpy(p, data, size);
+    int has_nul = memchr(p, '\0', size) != NULL;
+    fuzz_handshake(p, size, has_nul);
+    fuzz_key(p, size, has_nul);
+    free(p);
+    return 0;
+}

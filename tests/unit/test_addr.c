@@ -1,0 +1,255 @@
+/* Unit tests for libmicro/addr.c: "host:port" keys (PROTOCOL §2, IPv6 bracketed,
+ * split at the last ':'), ports, and the handshake path both ways. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "addr.h"
+
+static int key(const char *s, addr_t *a)
+{
+    memset(a, 0x5a, sizeof(*a));
+    return addr_parse_key(s, strlen(s), a);
+}
+
+static void keys_ipv4_and_names(void **state)
+{
+    (void)state;
+    addr_t a;
+    assert_int_equal(key("10.0.0.7:9100", &a), ADDR_OK);
+    assert_string_equal(a.host, "10.0.0.7");
+    assert_int_equal(a.port, 9100);
+    assert_int_equal(key("registry.default.svc:1", &a), ADDR_OK);
+    assert_string_equal(a.host, "registry.default.svc");
+    assert_int_equal(a.port, 1);
+    assert_int_equal(key("h:65535", &a), ADDR_OK);
+    assert_int_equal(a.port, 65535);
+    /* only the first len bytes count */
+    assert_int_equal(addr_parse_key("h:80garbage", 4, &a), ADDR_OK);
+    assert_int_equal(a.port, 80);
+}
+
+static void keys_ipv6(void **state)
+{
+    (void)state;
+    addr_t a;
+    assert_int_equal(key("[::1]:9100", &a), ADDR_OK);
+    assert_string_equal(a.host, "::1");
+    assert_int_equal(a.port, 9100);
+    assert_int_equal(key("[fe80::1:2]:443", &a), ADDR_OK); /* split at the LAST ':' */
+    assert_string_equal(a.host, "fe80::1:2");
+    assert_int_equal(a.port, 443);
+    /* unbracketed IPv6 is ambiguous and refused */
+    assert_int_equal(key("::1:9100", &a), ADDR_E_SYNTAX);
+    assert_int_equal(key("fe80::1:443", &a), ADDR_E_SYNTAX);
+    assert_int_equal(key("[::1]x:80", &a), ADDR_E_SYNTAX);
+    /* brackets without a port */
+    assert_int_not_equal(key("[::1]", &a), ADDR_OK);
+    assert_int_equal(key("[]:80", &a), ADDR_E_HOST);
+    assert_int_equal(key("[a]b]:80", &a), ADDR_E_HOST);
+}
+
+static void keys_bad_ports(void **state)
+{
+    (void)state;
+    addr_t a;
+    assert_int_equal(key("h:0", &a), ADDR_E_PORT);
+    assert_int_equal(key("h:65536", &a), ADDR_E_PORT);
+    assert_int_equal(key("h:99999", &a), ADDR_E_PORT);
+    assert_int_equal(key("h:123456", &a), ADDR_E_PORT);
+    assert_int_equal(key("h:http", &a), ADDR_E_PORT);
+    assert_int_equal(key("h:80a", &a), ADDR_E_PORT);
+    assert_int_equal(key("h:-1", &a), ADDR_E_PORT);
+    assert_int_equal(key("h:+80", &a), ADDR_E_PORT);
+    assert_int_equal(key("h: 80", &a), ADDR_E_PORT);
+    assert_int_equal(key("h:", &a), ADDR_E_PORT);
+    assert_int_equal(key("[::1]:", &a), ADDR_E_PORT);
+    assert_int_equal(key("h", &a), ADDR_E_SYNTAX);
+    assert_int_equal(key("", &a), ADDR_E_SYNTAX);
+    assert_int_equal(key(":80", &a), ADDR_E_HOST);
+}
+
+static void keys_bad_hosts(void **state)
+{
+    (void)state;
+    addr_t a;
+    char long_key[ADDR_HOST_MAX + 16];
+    memset(long_key, 'h', ADDR_HOST_MAX);
+    strcpy(long_key + ADDR_HOST_MAX, ":80");
+    assert_int_equal(key(long_key, &a), ADDR_E_HOST);          /* 256-byte host */
+    assert_int_equal(key(long_key + 1, &a), ADDR_OK);          /* 255 bytes fit */
+    assert_int_equal(strlen(a.host), ADDR_HOST_MAX - 1);
+    assert_int_equal(key("a/b:80", &a), ADDR_E_HOST);
+}
+
+static void ports(void **state)
+{
+    (void)state;
+    assert_int_equal(addr_parse_port("1", 1), 1);
+    assert_int_equal(addr_parse_port("65535", 5), 65535);
+    assert_int_equal(addr_parse_port("08080", 5), 8080);
+    assert_int_equal(addr_parse_port("0", 1), 0);
+    assert_int_equal(addr_parse_port("65536", 5), 0);
+    assert_int_equal(addr_parse_port("", 0), 0);
+    assert_int_equal(addr_parse_port("1e3", 3), 0);
+    assert_int_equal(addr_parse_port("000080", 6), 0); /* too long */
+}
+
+static void format_key_round_trip(void **state)
+{
+    (void)state;
+    char out[ADDR_KEY_MAX];
+    addr_t a;
+    assert_int_equal(addr_format_key("10.1.2.3", 9100, out, sizeof(out)), 13);
+    assert_string_equal(out, "10.1.2.3:9100");
+    assert_int_equal(addr_format_key("::1", 9100, out, sizeof(out)), 10);
+    assert_string_equal(out, "[::1]:9100");
+    assert_int_equal(key(out, &a), ADDR_OK);
+    assert_string_equal(a.host, "::1");
+    assert_int_equal(a.port, 9100);
+    assert_int_equal(addr_format_key("host", 80, out, 8), 7);
+    assert_int_equal(addr_format_key("host", 80, out, 7), -1); /* no room for the NUL */
+    char host[ADDR_HOST_MAX];
+    memset(host, 'a', sizeof(host) - 1);
+    host[sizeof(host) - 1] = '\0';
+    assert_true(addr_format_key(host, 65535, out, sizeof(out)) > 0); /* the max fits */
+    host[0] = ':';
+    assert_true(addr_format_key(host, 65535, out, sizeof(out)) > 0); /* even bracketed */
+}
+
+static int hs(const char *path, addr_t *a, char *ns)
+{
+    const char *p = NULL;
+    size_t n = 0;
+    memset(a, 0x5a, sizeof(*a));
+    int rc = addr_parse_handshake(path, strlen(path), a, &p, &n);
+    if (rc == ADDR_OK) {
+        assert_true(p >= path && p + n <= path + strlen(path));
+        memcpy(ns, p, n);
+        ns[n] = '\0';
+    }
+    return rc;
+}
+
+static void handshake_parse(void **state)
+{
+    (void)state;
+    addr_t a;
+    char ns[ADDR_NS_MAX];
+    assert_int_equal(hs("/10.1.2.3/9100/payments", &a, ns), ADDR_OK);
+    assert_string_equal(a.host, "10.1.2.3");
+    assert_int_equal(a.port, 9100);
+    assert_string_equal(ns, "payments");
+    /* the namespace may contain '/' */
+    assert_int_equal(hs("/10.1.2.3/9100/a/b", &a, ns), ADDR_OK);
+    assert_string_equal(ns, "a/b");
+    assert_int_equal(hs("/10.1.2.3/9100/a//b", &a, ns), ADDR_OK); /* ["a","","b"].join */
+    assert_string_equal(ns, "a//b");
+    /* the query string is ignored (it may carry e.g. a token) */
+    assert_int_equal(hs("/10.1.2.3/9100/a/b?token=x/y&z=1", &a, ns), ADDR_OK);
+    assert_string_equal(ns, "a/b");
+    assert_int_equal(a.port, 9100);
+    /* one trailing and one leading '/' are stripped, and only one */
+    assert_int_equal(hs("/10.1.2.3/9100/a/b/", &a, ns), ADDR_OK);
+    assert_string_equal(ns, "a/b");
+    assert_int_equal(hs("/10.1.2.3/9100/a/b/?q", &a, ns), ADDR_OK);
+    assert_string_equal(ns, "a/b");
+    assert_int_equal(hs("/10.1.2.3/9100/a/b//", &a, ns), ADDR_OK);
+    assert_string_equal(ns, "a/b/");
+    assert_int_equal(hs("10.1.2.3/9100/ns", &a, ns), ADDR_OK);
+    assert_string_equal(a.host, "10.1.2.3");
+    assert_string_equal(ns, "ns");
+    /* IPv6 callers: brackets optional in the path */
+    assert_int_equal(hs("/[::1]/9100/ns", &a, ns), ADDR_OK);
+    assert_string_equal(a.host, "::1");
+    assert_int_equal(hs("/::1/9100/ns", &a, ns), ADDR_OK);
+    assert_string_equal(a.host, "::1");
+}
+
+static void handshake_errors(void **state)
+{
+    (void)state;
+    addr_t a;
+    char ns[ADDR_NS_MAX];
+    assert_int_equal(hs("", &a, ns), ADDR_E_SEGMENTS);
+    assert_int_equal(hs("/", &a, ns), ADDR_E_SEGMENTS);
+    assert_int_equal(hs("/10.1.2.3", &a, ns), ADDR_E_SEGMENTS);
+    assert_int_equal(hs("/10.1.2.3/9100", &a, ns), ADDR_E_SEGMENTS);
+    assert_int_equal(hs("/10.1.2.3/9100/", &a, ns), ADDR_E_SEGMENTS); /* trailing '/' stripped */
+    assert_int_equal(hs("/10.1.2.3/9100?x=/a/b", &a, ns), ADDR_E_SEGMENTS); /* query cut first */
+    assert_int_equal(hs("//9100/ns", &a, ns), ADDR_E_HOST);
+    assert_int_equal(hs("/10.1.2.3//ns", &a, ns), ADDR_E_PORT);
+    assert_int_equal(hs("/10.1.2.3/0/ns", &a, ns), ADDR_E_PORT);
+    assert_int_equal(hs("/10.1.2.3/65536/ns", &a, ns), ADDR_E_PORT);
+    assert_int_equal(hs("/10.1.2.3/http/ns", &a, ns), ADDR_E_PORT);
+    /* three segments but an empty namespace: refused, as documented in addr.h */
+    assert_int_equal(hs("/10.1.2.3/9100//", &a, ns), ADDR_E_NAMESPACE);
+    assert_int_equal(hs("/10.1.2.3/9100//?q=1", &a, ns), ADDR_E_NAMESPACE);
+    char long_ns[ADDR_NS_MAX + 32];
+    strcpy(long_ns, "/h/1/");
+    memset(long_ns + 5, 'n', ADDR_NS_MAX);
+    long_ns[5 + ADDR_NS_MAX] = '\0';
+    assert_int_equal(hs(long_ns, &a, ns), ADDR_E_NAMESPACE);
+    long_ns[5 + ADDR_NS_MAX - 1] = '\0'; /* 511 bytes fit */
+    assert_int_equal(hs(long_ns, &a, ns), ADDR_OK);
+    /* only len bytes count */
+    const char *p;
+    size_t n;
+    assert_int_equal(addr_parse_handshake("/h/1/ns", 4, &a, &p, &n), ADDR_E_SEGMENTS);
+}
+
+static void handshake_build_round_trip(void **state)
+{
+    (void)state;
+    char path[600], ns[ADDR_NS_MAX];
+    addr_t a;
+    int n = addr_build_handshake("10.1.2.3", 9100, "a/b", NULL, path, sizeof(path));
+    assert_int_equal(n, (int)strlen("/10.1.2.3/9100/a/b"));
+    assert_string_equal(path, "/10.1.2.3/9100/a/b");
+    assert_int_equal(hs(path, &a, ns), ADDR_OK);
+    assert_string_equal(a.host, "10.1.2.3");
+    assert_int_equal(a.port, 9100);
+    assert_string_equal(ns, "a/b");
+
+    n = addr_build_handshake("::1", 1, "payments", "token=abc", path, sizeof(path));
+    assert_string_equal(path, "/::1/1/payments?token=abc");
+    assert_int_equal(n, (int)strlen(path));
+    assert_int_equal(hs(path, &a, ns), ADDR_OK);
+    assert_string_equal(a.host, "::1");
+    assert_int_equal(a.port, 1);
+    assert_string_equal(ns, "payments");
+
+    assert_int_equal(addr_build_handshake("h", 1, "ns", NULL, path, 7), -1); /* "/h/1/ns" + NUL */
+    assert_int_equal(addr_build_handshake("h", 1, "ns", NULL, path, 8), 7);
+}
+
+static void strerror_names_every_code(void **state)
+{
+    (void)state;
+    int codes[] = {ADDR_OK, ADDR_E_SYNTAX, ADDR_E_PORT, ADDR_E_HOST, ADDR_E_SEGMENTS,
+                   ADDR_E_NAMESPACE};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+        assert_string_not_equal(addr_strerror(codes[i]), "unknown error");
+    assert_string_equal(addr_strerror(-100), "unknown error");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(keys_ipv4_and_names),
+        cmocka_unit_test(keys_ipv6),
+        cmocka_unit_test(keys_bad_ports),
+        cmocka_unit_test(keys_bad_hosts),
+        cmocka_unit_test(ports),
+        cmocka_unit_test(format_key_round_trip),
+        cmocka_unit_test(handshake_parse),
+        cmocka_unit_test(handshake_errors),
+        cmocka_unit_test(handshake_build_round_trip),
+        cmocka_unit_test(strerror_names_every_code),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,461 @@
+/* Unit tests for libmicro/jscan.c: the strict validator against an RFC 8259 corpus
+ * (numbers, strings, escapes, UTF-8, depth, white space), member and item
+ * iteration, jobj_get, jstr_get/jstr_eq unescaping and the number helpers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jscan.h"
+
+typedef struct sample {
+    const char *text;
+    size_t      len; /* 0 = strlen */
+} sample_t;
+
+#define S(lit) {lit, sizeof(lit) - 1}
+
+static const sample_t valid[] = {
+    S("0"), S("-0"), S("1"), S("-1"), S("123"), S("0.5"), S("-0.0"), S("1e5"), S("1E5"),
+    S("1e+5"), S("1e-5"), S("-1.25E-10"), S("0e0"), S("9007199254740993"),
+    S("123456789012345678901234567890"), S("1e400"),
+    S("true"), S("false"), S("null"), S("\"\""), S("\"abc\""),
+    S("[]"), S("{}"), S("[ ]"), S("{ }"), S("[1,2,3]"), S("{\"a\":1,\"b\":[true,null]}"),
+    S(" \t\r\n1 \t\r\n"), S(" [ 1 , { \"a\" : \"b\" } ] "),
+    S("\"\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\u0041 \\u00e9 \\uD83D\\uDE00\""),
+    S("\"\\ud800\""),                            /* lone surrogate escape: RFC allows */
+    S("\"\\u0000\""),
+    S("\"\x7f\""),                               /* DEL needs no escape */
+    S("\"\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\""), /* 2-, 3-, 4-byte UTF-8 */
+    S("\"\xc2\x80\""), S("\"\xdf\xbf\""),        /* 2-byte range ends */
+    S("\"\xe0\xa0\x80\""), S("\"\xef\xbf\xbf\""), /* 3-byte range ends (U+FFFF ok) */
+    S("\"\xed\x9f\xbf\""), S("\"\xee\x80\x80\""), /* around the surrogates */
+    S("\"\xf0\x90\x80\x80\""), S("\"\xf4\x8f\xbf\xbf\""), /* U+10000, U+10FFFF */
+    S("{\"a\":1,\"a\":2}"),                      /* duplicate names are legal */
+    S("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"),
+};
+
+static const sample_t invalid[] = {
+    S(""), S(" "), S("\n\t"),
+    /* numbers */
+    S("01"), S("-01"), S("00"), S("-"), S("--1"), S("+1"), S(".5"), S("1."), S("1.e5"),
+    S("1e"), S("1e+"), S("1E-"), S("0x10"), S("1_000"), S("NaN"), S("Infinity"),
+    S("-Infinity"), S("- 1"), S("1 2"),
+    /* literals */
+    S("tru"), S("nul"), S("True"), S("NULL"), S("falsey"), S("undefined"),
+    /* structure */
+    S("[1,]"), S("[,1]"), S("[,]"), S("{\"a\":1,}"), S("{,}"), S("[1 2]"), S("{\"a\" 1}"),
+    S("{\"a\":}"), S("{\"a\"}"), S("{a:1}"), S("{'a':1}"), S("{1:1}"), S("[1]]"), S("[[1]"),
+    S("{}}"), S("{}{}"), S("[1] x"), S("["), S("{"), S("]"), S("}"), S("{\"a\":1"),
+    /* strings */
+    S("\"abc"), S("\"\\"), S("\"\\\""), S("'a'"), S("\"\t\""), S("\"\n\""), S("\"\x01\""),
+    S("\"\x1f\""), S("\"\\x41\""), S("\"\\a\""), S("\"\\U0041\""), S("\"\\u12\""),
+    S("\"\\u12g4\""), S("\"\\u\""), S("\"\\u123"), S("\"a\0b\""),
+    /* UTF-8 */
+    S("\"\x80\""), S("\"\xbf\""), S("\"\xc0\xaf\""), S("\"\xc1\xbf\""), /* continuation, overlong 2 */
+    S("\"\xe0\x80\xaf\""), S("\"\xe0\x9f\xbf\""),                     /* overlong 3 */
+    S("\"\xf0\x80\x80\xaf\""), S("\"\xf0\x8f\xbf\xbf\""),             /* overlong 4 */
+    S("\"\xed\xa0\x80\""), S("\"\xed\xbf\xbf\""),                     /* UTF-16 surrogates */
+    S("\"\xed\xa0\xbd\xed\xb8\x80\""),                                /* CESU-8 pair */
+    S("\"\xf4\x90\x80\x80\""), S("\"\xf5\x80\x80\x80\""), S("\"\xf8\x88\x80\x80\x80\""),
+    S("\"\xfe\""), S("\"\xff\""),
+    S("\"\xc3\""), S("\"\xe2\x82\""), S("\"\xf0\x9f\x98\""),          /* truncated by the quote */
+    S("\"\xc3"), S("\"\xe2\x82"), S("\"\xf0\x9f\x98"),                /* truncated by the end */
+    S("\"\xc3\x28\""), S("\"\xe2\x28\xa1\""),
+    S("\xc3\xa9"), S("\xef\xbb\xbf{}"),                               /* outside strings, BOM */
+    /* white space is only space, tab, CR, LF */
+    S("\f1"), S("\v1"), S("1\f"), S("\xc2\xa0" "1"), S("[1,\v2]"), S("\0"), S("1\0"),
+};
+
+static void corpus_valid(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
+        jspan_t root = {NULL, 0, JT_NONE};
+        size_t errpos = 12345;
+        int rc = jscan_validate(valid[i].text, valid[i].len, &root, &errpos);
+        if (rc != 0)
+            fail_msg("valid[%zu] refused at %zu: %.*s", i, errpos, (int)valid[i].len,
+                     valid[i].text);
+        assert_int_not_equal(root.t, JT_NONE);
+        assert_true(root.p >= valid[i].text && root.p + root.n <= valid[i].text + valid[i].len);
+        assert_int_equal(errpos, 12345); /* untouched on success */
+    }
+}
+
+static void corpus_invalid(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+        jspan_t root;
+        size_t errpos = 12345;
+        if (jscan_validate(invalid[i].text, invalid[i].len, &root, &errpos) == 0)
+            fail_msg("invalid[%zu] accepted: %.*s", i, (int)invalid[i].len, invalid[i].text);
+        assert_true(errpos <= invalid[i].len);
+        assert_int_equal(jscan_validate(invalid[i].text, invalid[i].len, NULL, NULL), -1);
+    }
+}
+
+/* Validation must not read past n: each valid sample cut short is checked in an
+ * exact-size heap copy (ASan catches over-reads). */
+static void truncations_refused(void **state)
+{
+    (void)state;
+    const char *doc = "{\"a\":[1,-2.5e+3,true,false,null,\"\\u00e9\xc3\xa9\"],\"b\":{}}";
+    size_t n = strlen(doc);
+    for (size_t cut = 0; cut < n; cut++) {
+        char *p = malloc(cut ? cut : 1);
+        memcpy(p, doc, cut);
+        jspan_t root;
+        int rc = jscan_validate(p, cut, &root, NULL);
+        free(p);
+        if (rc == 0)
+            fail_msg("prefix of %zu bytes accepted", cut);
+    }
+    assert_int_equal(jscan_validate(doc, n, NULL, NULL), 0);
+}
+
+static void root_span_and_types(void **state)
+{
+    (void)state;
+    jspan_t r;
+    assert_int_equal(jscan_validate("  {\"a\":1}\n", 10, &r, NULL), 0);
+    assert_int_equal(r.t, JT_OBJECT);
+    assert_int_equal(r.n, 7);
+    assert_memory_equal(r.p, "{\"a\":1}", 7);
+    assert_int_equal(jscan_validate(" \"s\" ", 5, &r, NULL), 0);
+    assert_int_equal(r.t, JT_STRING);
+    assert_int_equal(r.n, 3); /* quotes included */
+    struct { const char *t; jtype_t want; } types[] = {
+        {"[1]", JT_ARRAY}, {"-1.5", JT_NUMBER}, {"true", JT_TRUE}, {"false", JT_FALSE},
+        {"null", JT_NULL},
+    };
+    for (size_t i = 0; i < 5; i++) {
+        assert_int_equal(jscan_validate(types[i].t, strlen(types[i].t), &r, NULL), 0);
+        assert_int_equal(r.t, types[i].want);
+        assert_int_equal(r.n, strlen(types[i].t));
+    }
+}
+
+static void error_positions(void **state)
+{
+    (void)state;
+    size_t pos;
+    assert_int_equal(jscan_validate("[1,]", 4, NULL, &pos), -1);
+    assert_int_equal(pos, 3);
+    assert_int_equal(jscan_validate("01", 2, NULL, &pos), -1);
+    assert_int_equal(pos, 1);
+    assert_int_equal(jscan_validate("{\"a\":tru}", 9, NULL, &pos), -1);
+    assert_int_equal(pos, 5);
+    assert_int_equal(jscan_validate("\"ab\x01\"", 5, NULL, &pos), -1);
+    assert_int_equal(pos, 3);
+}
+
+static char *nest(const char *open, const char *close, int depth, const char *inner)
+{
+    size_t lo = strlen(open), lc = strlen(close), li = strlen(inner);
+    char *s = malloc((size_t)depth * (lo + lc) + li + 1), *p = s;
+    for (int i = 0; i < depth; i++, p += lo)
+        memcpy(p, open, lo);
+    memcpy(p, inner, li);
+    p += li;
+    for (int i = 0; i < depth; i++, p += lc)
+        memcpy(p, close, lc);
+    *p = '\0';
+    return s;
+}
+
+static void depth_limit(void **state)
+{
+    (void)state;
+    char *ok = nest("[", "]", JSCAN_MAX_DEPTH, "1");
+    char *deep = nest("[", "]", JSCAN_MAX_DEPTH + 1, "1");
+    char *ok_obj = nest("{\"k\":", "}", JSCAN_MAX_DEPTH, "0");
+    char *deep_obj = nest("{\"k\":[", "]}", JSCAN_MAX_DEPTH / 2 + 1, "");
+    char *very_deep = nest("[", "]", 100000, "");
+    assert_int_equal(jscan_validate(ok, strlen(ok), NULL, NULL), 0);
+    assert_int_equal(jscan_validate(deep, strlen(deep), NULL, NULL), -1);
+    assert_int_equal(jscan_validate(ok_obj, strlen(ok_obj), NULL, NULL), 0);
+    assert_int_equal(jscan_validate(deep_obj, strlen(deep_obj), NULL, NULL), -1);
+    assert_int_equal(jscan_validate(very_deep, strlen(very_deep), NULL, NULL), -1);
+    /* depth is nesting, not the number of containers */
+    char wide[4096];
+    strcpy(wide, "[");
+    for (int i = 0; i < 600; i++)
+        strcat(wide, i ? ",[]" : "[]");
+    strcat(wide, "]");
+    assert_int_equal(jscan_validate(wide, strlen(wide), NULL, NULL), 0);
+    free(ok);
+    free(deep);
+    free(ok_obj);
+    free(deep_obj);
+    free(very_deep);
+}
+
+static jspan_t parse(const char *s)
+{
+    jspan_t r;
+    if (jscan_validate(s, strlen(s), &r, NULL))
+        fail_msg("not valid: %s", s);
+    return r;
+}
+
+static void member_iteration(void **state)
+{
+    (void)state;
+    jspan_t obj = parse(" { \"a\" : 1 ,\"b\":[1,{\"c\":\"}]\"}] , \"c\\\"d\"\t:\n\"x,y\\\"\" ,"
+                        "\"e\":{},\"f\":-2.5e3,\"g\":true,\"h\":null } ");
+    struct { const char *key; const char *val; jtype_t t; } want[] = {
+        {"\"a\"", "1", JT_NUMBER},
+        {"\"b\"", "[1,{\"c\":\"}]\"}]", JT_ARRAY},
+        {"\"c\\\"d\"", "\"x,y\\\"\"", JT_STRING},
+        {"\"e\"", "{}", JT_OBJECT},
+        {"\"f\"", "-2.5e3", JT_NUMBER},
+        {"\"g\"", "true", JT_TRUE},
+        {"\"h\"", "null", JT_NULL},
+    };
+    jiter_t it;
+    jspan_t k, v;
+    size_t i = 0;
+    jobj_iter(&it, obj);
+    while (jobj_next(&it, &k, &v)) {
+        assert_true(i < 7);
+        assert_int_equal(k.t, JT_STRING);
+        assert_int_equal(k.n, strlen(want[i].key));
+        assert_memory_equal(k.p, want[i].key, k.n);
+        assert_int_equal(v.t, want[i].t);
+        assert_int_equal(v.n, strlen(want[i].val));
+        assert_memory_equal(v.p, want[i].val, v.n);
+        i++;
+    }
+    assert_int_equal(i, 7);
+    assert_false(jobj_next(&it, &k, &v)); /* stays exhausted */
+
+    jobj_iter(&it, parse("{ }"));
+    assert_false(jobj_next(&it, &k, &v));
+    assert_true(jobj_empty(parse("{}")));
+    assert_true(jobj_empty(parse("{ \n }")));
+    assert_false(jobj_empty(parse("{\"\":0}")));
+}
+
+static void array_iteration(void **state)
+{
+    (void)state;
+    jspan_t arr = parse("[ 1 , \"a]\" , [2,[3]] ,{\"k\":\"v\"}, null,-0.5,\"\\\\\",false ]");
+    const char *want[] = {"1", "\"a]\"", "[2,[3]]", "{\"k\":\"v\"}", "null", "-0.5",
+                          "\"\\\\\"", "false"};
+    jtype_t types[] = {JT_NUMBER, JT_STRING, JT_ARRAY, JT_OBJECT, JT_NULL, JT_NUMBER,
+                       JT_STRING, JT_FALSE};
+    jiter_t it;
+    jspan_t v;
+    size_t i = 0;
+    jarr_iter(&it, arr);
+    while (jarr_next(&it, &v)) {
+        assert_true(i < 8);
+        assert_int_equal(v.t, types[i]);
+        assert_int_equal(v.n, strlen(want[i]));
+        assert_memory_equal(v.p, want[i], v.n);
+        i++;
+    }
+    assert_int_equal(i, 8);
+    jarr_iter(&it, parse("[ ]"));
+    assert_false(jarr_next(&it, &v));
+    jarr_iter(&it, parse("[[]]"));
+    assert_true(jarr_next(&it, &v));
+    assert_int_equal(v.t, JT_ARRAY);
+    assert_int_equal(v.n, 2);
+    assert_false(jarr_next(&it, &v));
+}
+
+static void obj_get_last_wins(void **state)
+{
+    (void)state;
+    jspan_t obj = parse("{\"a\":1,\"b\":{\"a\":9},\"a\":\"two\",\"\\u0063\":3}"), v;
+    assert_true(jobj_get(obj, "a", &v));
+    assert_int_equal(v.t, JT_STRING);
+    assert_int_equal(v.n, 5);
+    assert_memory_equal(v.p, "\"two\"", 5);
+    assert_true(jobj_get(obj, "b", &v)); /* only top-level members */
+    assert_int_equal(v.t, JT_OBJECT);
+    assert_true(jobj_get(obj, "c", &v)); /* names compare unescaped */
+    assert_memory_equal(v.p, "3", 1);
+    assert_false(jobj_get(obj, "d", &v));
+    assert_false(jobj_get(obj, "", &v));
+    assert_false(jobj_get(obj, "aa", &v));
+    assert_false(jobj_get(parse("[\"a\",1]"), "a", &v)); /* not an object */
+    assert_false(jobj_get(parse("\"a\""), "a", &v));
+    assert_true(jobj_get(parse("{\"\":5}"), "", &v));
+    assert_memory_equal(v.p, "5", 1);
+}
+
+/* jobj_get compares names unescaped: the member written "\n" (a newline) is not
+ * the name backslash-n, and must not shadow the member that is. */
+static void obj_get_escaped_name_not_raw(void **state)
+{
+    (void)state;
+    jspan_t v, obj = parse("{\"\\\\n\":1,\"\\n\":2}"); /* names: backslash-n, newline */
+    assert_true(jobj_get(obj, "\n", &v));
+    assert_memory_equal(v.p, "2", 1);
+    assert_true(jobj_get(obj, "\\n", &v));
+    assert_memory_equal(v.p, "1", 1);
+    assert_false(jstr_eq(parse("\"\\n\""), "\\n"));
+    assert_true(jstr_eq(parse("\"\\n\""), "\n"));
+    assert_true(jstr_eq(parse("\"\\\\n\""), "\\n"));
+}
+
+static void str_eq(void **state)
+{
+    (void)state;
+    assert_true(jstr_eq(parse("\"id\""), "id"));
+    assert_true(jstr_eq(parse("\"\\u0069d\""), "id"));
+    assert_true(jstr_eq(parse("\"\\/x\""), "/x"));
+    assert_true(jstr_eq(parse("\"\""), ""));
+    assert_false(jstr_eq(parse("\"id\""), "i"));
+    assert_false(jstr_eq(parse("\"id\""), "idx"));
+    assert_false(jstr_eq(parse("\"\\u0069x\""), "id"));
+    assert_false(jstr_eq(parse("1"), "1"));
+    assert_false(jstr_eq(parse("null"), "null"));
+}
+
+static void expect_str(const char *json, const char *want, size_t wantn)
+{
+    char out[64];
+    size_t n = 999;
+    memset(out, 'Z', sizeof(out));
+    if (jstr_get(parse(json), out, sizeof(out), &n))
+        fail_msg("jstr_get failed on %s", json);
+    assert_int_equal(n, wantn);
+    assert_memory_equal(out, want, wantn);
+    assert_int_equal(out[n], '\0');
+}
+
+static void str_get_unescapes(void **state)
+{
+    (void)state;
+    expect_str("\"\"", "", 0);
+    expect_str("\"plain\"", "plain", 5);
+    expect_str("\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "\"\\/\b\f\n\r\t", 8);
+    expect_str("\"\\u0041\\u00e9\\u20AC\"", "A\xc3\xa9\xe2\x82\xac", 6);
+    expect_str("\"\\u0000x\"", "\0x", 2);
+    expect_str("\"\\u007f\\u0080\\u07ff\\u0800\\uffff\"",
+               "\x7f\xc2\x80\xdf\xbf\xe0\xa0\x80\xef\xbf\xbf", 11);
+    /* surrogate pairs, both cases of hex */
+    expect_str("\"\\ud83d\\ude00\"", "\xf0\x9f\x98\x80", 4);
+    expect_str("\"\\uD83D\\uDE00!\"", "\xf0\x9f\x98\x80!", 5);
+    expect_str("\"\\udbff\\udfff\"", "\xf4\x8f\xbf\xbf", 4);
+    expect_str("\"\\ud800\\udc00\"", "\xf0\x90\x80\x80", 4);
+    /* lone surrogates become U+FFFD, and what follows is kept */
+    expect_str("\"\\ud800\"", "\xef\xbf\xbd", 3);
+    expect_str("\"\\udc00x\"", "\xef\xbf\xbdx", 4);
+    expect_str("\"\\ud800\\u0041\"", "\xef\xbf\xbd" "A", 4);
+    expect_str("\"\\ud800\\ud800\\udc00\"", "\xef\xbf\xbd\xf0\x90\x80\x80", 7);
+    expect_str("\"\\ud800\\n\"", "\xef\xbf\xbd\n", 4);
+    /* raw UTF-8 passes through */
+    expect_str("\"caf\xc3\xa9\"", "caf\xc3\xa9", 5);
+}
+
+static void str_get_bounds(void **state)
+{
+    (void)state;
+    char out[8];
+    size_t n = 0;
+    jspan_t s = parse("\"abc\"");
+    assert_int_equal(jstr_get(s, out, 4, &n), 0); /* 3 + NUL fits exactly */
+    assert_string_equal(out, "abc");
+    assert_int_equal(jstr_get(s, out, 3, &n), -1);
+    assert_int_equal(jstr_get(parse("\"\\u20ac\""), out, 3, &n), -1); /* 3 bytes + NUL */
+    assert_int_equal(jstr_get(parse("\"\\u20ac\""), out, 4, NULL), 0);
+    assert_int_equal(jstr_get(parse("1"), out, sizeof(out), &n), -1);   /* not a string */
+    assert_int_equal(jstr_get(parse("null"), out, sizeof(out), &n), -1);
+}
+
+/* "-1 if it does not fit": with no room at all, not even the NUL may be written. */
+static void str_get_zero_outlen(void **state)
+{
+    (void)state;
+    char guard[2] = {'G', 'G'};
+    assert_int_equal(jstr_get(parse("\"\""), guard, 0, NULL), -1);
+    assert_int_equal(guard[0], 'G');
+}
+
+static void num_u53(void **state)
+{
+    (void)state;
+    struct { const char *t; int rc; uint64_t v; } cases[] = {
+        {"0", 0, 0},
+        {"7", 0, 7},
+        {"9007199254740991", 0, 9007199254740991ULL},   /* 2^53-1 */
+        {"9007199254740992", -1, 0},                    /* 2^53 */
+        {"9007199254740993", -1, 0},
+        {"12345678901234567890", -1, 0},
+        {"99999999999999999999999", -1, 0},
+        {"5.0", 0, 5},
+        {"5.000", 0, 5},
+        {"5e0", 0, 5},
+        {"1e2", 0, 100},
+        {"0.5e1", 0, 5},
+        {"1E15", 0, 1000000000000000ULL},
+        {"9007199254740991.0", 0, 9007199254740991ULL},
+        {"9007199254740992.0", -1, 0},
+        {"1e16", -1, 0},
+        {"1e400", -1, 0},
+        {"5.5", -1, 0},
+        {"0.1", -1, 0},
+        {"-1", -1, 0},
+        {"-1.0", -1, 0},
+        {"-1e-400", 0, 0},      /* -0 after underflow: an integral value, 0 */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t v = 4242;
+        int rc = jnum_u53(parse(cases[i].t), &v);
+        if (rc != cases[i].rc)
+            fail_msg("jnum_u53(%s) = %d, want %d", cases[i].t, rc, cases[i].rc);
+        if (rc == 0 && v != cases[i].v)
+            fail_msg("jnum_u53(%s) gave %llu", cases[i].t, (unsigned long long)v);
+    }
+    uint64_t v;
+    assert_int_equal(jnum_u53(parse("\"5\""), &v), -1);
+    assert_int_equal(jnum_u53(parse("true"), &v), -1);
+    assert_int_equal(jnum_u53(parse("[5]"), &v), -1);
+    jspan_t none = {NULL, 0, JT_NONE};
+    assert_int_equal(jnum_u53(none, &v), -1);
+}
+
+static void num_double(void **state)
+{
+    (void)state;
+    double d = 0;
+    assert_int_equal(jnum_double(parse("-2.5e3"), &d), 0);
+    assert_true(d == -2500.0);
+    assert_int_equal(jnum_double(parse("0.1"), &d), 0);
+    assert_true(d == 0.1);
+    assert_int_equal(jnum_double(parse("\"1\""), &d), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(corpus_valid),
+        cmocka_unit_test(corpus_invalid),
+        cmocka_unit_test(truncations_refused),
+        cmocka_unit_test(root_span_and_types),
+        cmocka_unit_test(error_positions),
+        cmocka_unit_test(depth_limit),
+        cmocka_unit_test(member_iteration),
+        cmocka_unit_test(array_iteration),
+        cmocka_unit_test(obj_get_last_wins),
+        cmocka_unit_test(obj_get_escaped_name_not_raw),
+        cmocka_unit_test(str_eq),
+        cmocka_unit_test(str_get_unescapes),
+        cmocka_unit_test(str_get_bounds),
+        cmocka_unit_test(str_get_zero_outlen),
+        cmocka_unit_test(num_u53),
+        cmocka_unit_test(num_double),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
