@@ -19,6 +19,7 @@ struct api {
     struct lws         *wsi;
     lws_sorted_usec_list_t run_timer;
     size_t              suspended;
+    size_t              live;      /* requests not yet completed (answer not yet sent) */
 };
 
 typedef struct apireq {
@@ -373,6 +374,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
             return MHD_NO;
         r->a = a;
         r->conn = conn;
+        a->live++;
         sbuf_init(&r->body, 0, (size_t)a->s->cfg.max_body_bytes);
         sbuf_init(&r->out, 0, 0);
         *con_cls = r;
@@ -402,6 +404,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     if (r->call)
         call_detach(r->call);
+    r->a->live--;
     sbuf_free(&r->body);
     sbuf_free(&r->out);
     free(r);
@@ -490,7 +493,9 @@ fail:
     return NULL;
 }
 
-size_t api_inflight(api_t *a) { return a ? a->suspended : 0; }
+/* Requests whose answer has not been sent yet: the drain waits for these, so a
+ * 503 written at the end of the grace reaches its client before MHD stops. */
+size_t api_inflight(api_t *a) { return a ? a->live : 0; }
 
 void api_stop(api_t *a)
 {
