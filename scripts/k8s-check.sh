@@ -7,17 +7,25 @@
 #
 # - versions: Chart.yaml appVersion = CMakeLists.txt project version = deploy/ image tag
 # - values.schema.json is strict at every level and in step with values.yaml
+# - with binaries built: tests/k8s/check_flags.py: every flag of `micro-sidecar --help` and
+#   `micro-registry --help` has a value (or a documented other wiring), with the binary's
+#   bounds/choices in the schema and the binary's default in values.yaml
 # - helm lint --strict, Helm 4 and Helm 3, for the default values and every switch
 # - helm template for each switch (native on/off, demo, tokens created/existing, preStop
-#   exec/sleep/none, no registry, the 1.29 boundary), Helm 3 output identical to Helm 4's
-# - settings that must FAIL: misspelt keys, replicaCount 2, a bad enum, a native sidecar
-#   on Kubernetes 1.28, the sleep action on 1.29, no registry and no address
-# - a user's chart (tests/k8s/parent-chart) that depends on this one renders the sidecar
+#   exec/sleep/none, no registry, the 1.29 boundary, non-default governance values from
+#   tests/k8s/governance-values.yaml), Helm 3 output identical to Helm 4's; the defaults
+#   and the governance values must be rendered as their flags
+# - settings that must FAIL: misspelt keys, replicaCount 2, bad enums, values out of the
+#   binaries' bounds (negative rps, ...), a native sidecar on Kubernetes 1.28, the sleep
+#   action on 1.29, no registry and no address
+# - a user's chart (tests/k8s/parent-chart) that depends on this one renders the sidecar,
+#   with per-pod settings from the include's dict (and fails on a misspelt or
+#   out-of-bounds one)
 # - kubectl kustomize deploy/ renders
 # - tests/k8s/check_manifests.py asserts what matters in every rendering
 # - with binaries built (build/, or K8S_CHECK_BIN_DIR): tests/k8s/run_rendered.py runs the
-#   rendered demo (chart, native and regular, and deploy/) with them and calls echo-a ->
-#   echo-b
+#   rendered demo (chart: native, regular and the governance values; deploy/) with them
+#   and calls echo-a -> echo-b (the binaries reject unknown flags and values out of bounds)
 # Ends with "k8s-check: N passed, M failed"; exit 1 if anything failed.
 #
 # Environment: K8S_CHECK_HELM3=0 skips Helm 3; CHART_DIR / DEPLOY_DIR check other copies
@@ -114,11 +122,31 @@ else
   grep -v "^check_schema: [0-9]* passed" <<<"$res" | sed 's/^/k8s-check: /' || true
 fi
 
+# ---- the chart's values against the binaries' flags -----------------------------------
+bindir=${K8S_CHECK_BIN_DIR:-$root/build}
+have_bins=0
+if [ -x "$bindir/registry/micro-registry" ] && [ -x "$bindir/sidecar/micro-sidecar" ] \
+   && [ -x "$bindir/examples/echo/micro-echo" ]; then
+  have_bins=1
+  res=$("$python" tests/k8s/check_flags.py "$chart" "$bindir" 2>&1) || true
+  line=$(grep -E "^check_flags: [0-9]+ passed, [0-9]+ failed$" <<<"$res" || true)
+  if [ -z "$line" ]; then
+    bad "check_flags crashed:"; sed 's/^/    /' <<<"$res" | tail -20
+  else
+    pass=$((pass + $(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")))
+    fail=$((fail + $(sed -E 's/.*passed, ([0-9]+) failed$/\1/' <<<"$line")))
+    grep -v "^check_flags: [0-9]* passed" <<<"$res" | sed 's/^/k8s-check: /' || true
+  fi
+else
+  echo "k8s-check: check_flags skipped: no micro-registry/micro-sidecar/micro-echo in $bindir (build them, or set K8S_CHECK_BIN_DIR)"
+fi
+
 # ---- lint + template for every switch ---------------------------------------------------
 # name | helm args | check_manifests expectations
 variants=(
   "default||prestop=none"
-  "demo|--set demo.enabled=true|demo=true prestop=none"
+  "demo|--set demo.enabled=true|demo=true prestop=none values=$chart/values.yaml"
+  "governance|--set demo.enabled=true -f tests/k8s/governance-values.yaml|demo=true prestop=none values=tests/k8s/governance-values.yaml"
   "native-1.29|--set demo.enabled=true --kube-version 1.29.0|demo=true prestop=none"
   "regular|--set demo.enabled=true --set sidecar.native=false|native=false demo=true prestop=10 prestop_mode=exec"
   "regular-1.28|--set demo.enabled=true --set sidecar.native=false --kube-version 1.28.0|native=false demo=true prestop=10"
@@ -187,6 +215,17 @@ for h in "${helms[@]}"; do
   expect_fail "typo-values-file-$hv" "natve|additional propert|Additional property" "$h" template t "$chart" -f tests/k8s/typo-values.yaml
   expect_fail "replicas-2-$hv"    "replicaCount|maximum|less than or equal" "$h" template t "$chart" --set registry.replicaCount=2
   expect_fail "bad-enum-$hv"      "mode|enum|must be one of|value must be" "$h" template t "$chart" --set sidecar.preStop.mode=bogus
+  # Governance values: the binaries' choices and bounds (tests/k8s/check_flags.py keeps
+  # the schema equal to --help).
+  expect_fail "bad-breaker-policy-$hv" "breakerPolicy.*(must be one of|enum)" "$h" template t "$chart" --set sidecar.breakerPolicy=bogus
+  expect_fail "negative-inbound-rps-$hv" "inboundRps.*(minimum|greater than or equal)" "$h" template t "$chart" --set sidecar.inboundRps=-1
+  expect_fail "negative-outbound-burst-$hv" "outboundBurst.*(minimum|greater than or equal)" "$h" template t "$chart" --set sidecar.outboundBurst=-5
+  expect_fail "fractional-rps-$hv" "outboundRps.*(integer)" "$h" template t "$chart" --set-json sidecar.outboundRps=1.5
+  expect_fail "body-below-min-$hv" "maxBodyBytes.*(minimum|greater than or equal)" "$h" template t "$chart" --set sidecar.maxBodyBytes=512
+  expect_fail "failures-above-max-$hv" "breakerFailures.*(maximum|less than or equal)" "$h" template t "$chart" --set sidecar.breakerFailures=1001
+  expect_fail "handshake-zero-$hv" "handshakeTimeoutMs.*(minimum|greater than or equal)" "$h" template t "$chart" --set sidecar.handshakeTimeoutMs=0
+  expect_fail "frame-above-max-$hv" "maxFrameBytes.*(maximum|less than or equal)" "$h" template t "$chart" --set registry.maxFrameBytes=300000000
+  expect_fail "registry-connections-zero-$hv" "maxConnections.*(minimum|greater than or equal)" "$h" template t "$chart" --set registry.maxConnections=0
   expect_fail "bad-port-$hv"      "meshPort|maximum|less than or equal" "$h" template t "$chart" --set sidecar.meshPort=70000
   expect_fail "native-on-1.28-$hv" "needs Kubernetes >= 1.29" "$h" template t "$chart" --kube-version 1.28.0
   expect_fail "sleep-on-1.29-$hv" "needs Kubernetes >= 1.30" "$h" template t "$chart" --kube-version 1.29.0 --set sidecar.preStop.mode=sleep
@@ -204,19 +243,34 @@ for h in "${helms[@]}"; do
   if "$h" template pay "$pc" --namespace shop >"$out/parent-$hv.yaml" 2>"$out/parent-$hv.err"; then
     ok "template-parent-chart-$hv"
     if [ "$h" = "$helm" ]; then
-      manifests parent "$out/parent-$hv.yaml" source=parent tests=false
+      # Chart-wide values (micro-sidecar.sidecar.*) and the pod's own settings from the
+      # include's dict (paymentsSidecar in tests/k8s/parent-chart/values.yaml).
+      manifests parent "$out/parent-$hv.yaml" source=parent tests=false \
+        flags.payments=retries=3,outbound-rps=100,namespace-concurrency=32,inbound-rps=200,inbound-burst=50,breaker-policy=consecutive,breaker-failures=4,breaker-reset-ms=60000,shutdown-grace-ms=6000
       # The parent's values reach the sidecar through .Subcharts, and the pod's grace
-      # period is the helper's: app 20 + preStop 0 + drain 8 + 2.
-      if grep -q -- '--retries=3' "$out/parent-$hv.yaml" && grep -q 'terminationGracePeriodSeconds: 30' "$out/parent-$hv.yaml" \
+      # period is the helper's: app 20 + preStop 0 + drain 6 (the pod's own
+      # shutdownGraceMs, not the chart-wide 8000) + 2.
+      if grep -q -- '--retries=3' "$out/parent-$hv.yaml" && grep -q 'terminationGracePeriodSeconds: 28' "$out/parent-$hv.yaml" \
          && grep -q 'image: "micro-sidecar:'"$app_version"'"' "$out/parent-$hv.yaml"; then
         ok "parent chart: its values and the subchart's image reach the sidecar"
       else
-        bad "parent chart: --retries=3 / terminationGracePeriodSeconds: 30 / image tag $app_version not rendered"
+        bad "parent chart: --retries=3 / terminationGracePeriodSeconds: 28 / image tag $app_version not rendered"
       fi
+    elif cmp -s "$out/parent-$(hver "$helm").yaml" "$out/parent-$hv.yaml"; then
+      ok "template-parent-chart: $hv renders the same"
+    else
+      bad "template parent chart: $hv renders differently:"; diff "$out/parent-$(hver "$helm").yaml" "$out/parent-$hv.yaml" | head -20 | sed 's/^/    /'
     fi
   else
     bad "template parent chart ($hv) failed:"; sed 's/^/    /' "$out/parent-$hv.err" | tail -10
   fi
+  # Per-pod settings in the include's dict are checked like values: a misspelt key, a
+  # bad choice, a value out of the binary's bounds or not an integer fail the render.
+  expect_fail "parent-dict-typo-$hv" 'unknown dict key "inboundRPS"' "$h" template pay "$pc" --set paymentsSidecar.inboundRPS=1
+  expect_fail "parent-dict-enum-$hv" '"breakerPolicy" must be one of reference, consecutive' "$h" template pay "$pc" --set paymentsSidecar.breakerPolicy=bogus
+  expect_fail "parent-dict-negative-$hv" '"inboundRps" must be between 0 and 10000000' "$h" template pay "$pc" --set paymentsSidecar.inboundRps=-1
+  expect_fail "parent-dict-max-$hv" '"maxBodyBytes" must be between 1024 and 268435456' "$h" template pay "$pc" --set paymentsSidecar.maxBodyBytes=100
+  expect_fail "parent-dict-fraction-$hv" '"outboundRps" must be an integer' "$h" template pay "$pc" --set-json paymentsSidecar.outboundRps=2.5
 done
 
 # ---- plain manifests ---------------------------------------------------------------------
@@ -238,10 +292,9 @@ done
 # Proves the chart's and deploy/'s flags, env, config file and probe paths are the ones the
 # binaries understand, and that a call goes echo-a -> echo-b. Needs a build
 # (scripts/build.sh); K8S_CHECK_BIN_DIR picks the build directory (default: build/).
-bindir=${K8S_CHECK_BIN_DIR:-$root/build}
-if [ -x "$bindir/registry/micro-registry" ] && [ -x "$bindir/sidecar/micro-sidecar" ] \
-   && [ -x "$bindir/examples/echo/micro-echo" ]; then
-  for r in "helm-demo|$out/demo-$(hver "$helm").yaml" "helm-regular|$out/regular-$(hver "$helm").yaml" "deploy|$out/deploy.yaml"; do
+if [ "$have_bins" = 1 ]; then
+  for r in "helm-demo|$out/demo-$(hver "$helm").yaml" "helm-regular|$out/regular-$(hver "$helm").yaml" \
+           "helm-governance|$out/governance-$(hver "$helm").yaml" "deploy|$out/deploy.yaml"; do
     IFS='|' read -r name file <<<"$r"
     res=$("$python" tests/k8s/run_rendered.py "$file" "$bindir" name="$name" 2>&1) || true
     line=$(grep -E "^run_rendered\[.*\]: [0-9]+ passed, [0-9]+ failed$" <<<"$res" | tail -1 || true)

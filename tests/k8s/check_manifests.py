@@ -16,6 +16,13 @@ Expectations (all optional):
     prestop=N|none                the sidecar's preStop waits N seconds / has no hook
     prestop_mode=exec|sleep       how the preStop hook waits
     tests=true|false              helm test pods are rendered
+    values=FILE                   a chart values file (the chart's values.yaml, or a -f file
+                                  given to the rendering): every sidecar.* and registry.*
+                                  key in it that maps to a binary flag must be rendered as
+                                  that flag with that value (sidecar arguments or env, the
+                                  registry's config file)
+    flags.NS=FLAG=V,FLAG=V        the sidecar of namespace NS has exactly these --FLAG=V
+                                  arguments (per-pod settings from the include's dict)
     name=LABEL                    a name for the output lines
 
 Prints one line per failed assertion and a closing "check_manifests[name]: N passed,
@@ -37,10 +44,33 @@ LABEL_KEYS = [
 ]
 OUR_COMMANDS = {"micro-registry", "micro-sidecar", "micro-echo", "sh"}
 REGISTRY_CONFIG_KEYS = {"port", "bind", "heartbeat-timeout-ms", "sweep-interval-ms",
+                        "max-frame-bytes", "max-connections",
                         "verify-peer-address", "log-level", "log-format"}
-SIDECAR_INT_FLAGS = ["request-timeout-ms", "retries", "registry-lookup-timeout-ms",
-                     "heartbeat-interval-ms", "reconnect-interval-ms",
-                     "breaker-cooldown-ms", "shutdown-grace-ms"]
+REGISTRY_INT_CONFIG_KEYS = ["heartbeat-timeout-ms", "sweep-interval-ms", "max-frame-bytes",
+                            "max-connections"]
+# Integer flags every sidecar gets as an argument (chart and deploy/).
+SIDECAR_INT_FLAGS = ["request-timeout-ms", "retries", "app-timeout-ms", "shutdown-grace-ms",
+                     "registry-lookup-timeout-ms", "heartbeat-interval-ms",
+                     "reconnect-interval-ms", "handshake-timeout-ms",
+                     "breaker-cooldown-ms",
+                     "inbound-rps", "inbound-burst", "outbound-rps", "outbound-burst",
+                     "max-inflight", "namespace-concurrency", "connection-inflight",
+                     "max-connections", "app-max-connections", "max-body-bytes"]
+# Only with --breaker-policy=consecutive (docs/CIRCUIT-BREAKER.md).
+SIDECAR_CONSECUTIVE_FLAGS = ["breaker-failures", "breaker-reset-ms"]
+BREAKER_POLICIES = {"reference", "consecutive"}
+# sidecar.* values rendered as environment variables instead of arguments.
+SIDECAR_ENV_VALUES = {"meshPort": "MICRO_MESH_PORT", "meshBind": "MICRO_MESH_BIND",
+                      "apiPort": "MICRO_API_PORT", "apiBind": "MICRO_API_BIND",
+                      "logLevel": "MICRO_LOG_LEVEL", "logFormat": "MICRO_LOG_FORMAT"}
+# sidecar.* values that are not flags of their own (or are wired differently).
+SIDECAR_NOT_FLAGS = {"native", "registryAddress", "advertiseHost", "appShutdownSeconds",
+                     "preStop", "extraArgs", "extraEnv", "resources", "startupProbe",
+                     "livenessProbe", "readinessProbe"}
+# registry.* values written to its config file (key: the flag name).
+REGISTRY_CONFIG_VALUES = ["port", "bind", "heartbeatTimeoutMs", "sweepIntervalMs",
+                          "maxFrameBytes", "maxConnections", "verifyPeerAddress",
+                          "logLevel", "logFormat"]
 TOKEN_ENVS = {"MICRO_API_TOKEN", "MICRO_APP_TOKEN", "MICRO_MESH_TOKEN"}
 
 
@@ -75,6 +105,24 @@ def arg_flags(container):
         if m:
             out[m.group(1)] = m.group(2)
     return out
+
+
+def arg_names(container):
+    """Flag names of the --flag=value arguments, in order (repeats kept)."""
+    return [m.group(1) for a in container.get("args") or []
+            for m in [re.match(r"^--([a-z0-9-]+)=", str(a))] if m]
+
+
+def flag_of(key):
+    """The flag a camelCase value key maps to: maxBodyBytes -> max-body-bytes."""
+    return re.sub(r"[A-Z]", lambda m: "-" + m.group(0).lower(), key)
+
+
+def yaml_text(v):
+    """A value as the chart renders it into an argument or an env value."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
 
 
 def pod_spec_of(doc):
@@ -158,6 +206,7 @@ def main(argv):
              f"{len(registry_deps)} registry Deployments, want {1 if want_registry else 0}")
     registry_address = exp.get("registry_address")
     registry_pod_labels = None
+    registry_conf = None
     for dep in registry_deps:
         name = dep["metadata"]["name"]
         spec = dep["spec"]
@@ -204,8 +253,10 @@ def main(argv):
                         ck.check(not unknown, f"{name}: config keys {sorted(unknown)} are not registry flags")
                         ck.check(conf.get("port") == ports.get("ws"),
                                  f"{name}: config port {conf.get('port')} is the container port")
-                        for k in ("heartbeat-timeout-ms", "sweep-interval-ms"):
-                            ck.check(isinstance(conf.get(k), int), f"{name}: config {k} is an integer")
+                        for k in REGISTRY_INT_CONFIG_KEYS:
+                            ck.check(isinstance(conf.get(k), int) and not isinstance(conf.get(k), bool),
+                                     f"{name}: config {k} is an integer (got {conf.get(k)!r})")
+                        registry_conf = conf
         # The Service in front of it.
         svc = next((s for s in services.values()
                     if s["spec"].get("selector")
@@ -324,6 +375,17 @@ def main(argv):
         for f in SIDECAR_INT_FLAGS:
             ck.check(re.fullmatch(r"[0-9]+", flags.get(f, "")) is not None,
                      f"{name}: --{f}=<integer> (got {flags.get(f)!r})")
+        names = arg_names(c)
+        dups = sorted({f for f in names if names.count(f) > 1})
+        ck.check(not dups, f"{name}: no flag given twice (got {dups})")
+        policy = flags.get("breaker-policy")
+        ck.check(policy in BREAKER_POLICIES, f"{name}: --breaker-policy is one of {sorted(BREAKER_POLICIES)} (got {policy!r})")
+        for f in SIDECAR_CONSECUTIVE_FLAGS:
+            if policy == "consecutive":
+                ck.check(re.fullmatch(r"[0-9]+", flags.get(f, "")) is not None,
+                         f"{name}: consecutive breaker: --{f}=<integer> (got {flags.get(f)!r})")
+            else:
+                ck.check(f not in flags, f"{name}: --{f} only with --breaker-policy=consecutive")
         # Shutdown timing: preStop, then SIGTERM and up to --shutdown-grace-ms of drain, all
         # inside terminationGracePeriodSeconds.
         grace = math.ceil(int(flags.get("shutdown-grace-ms", "5000")) / 1000)
@@ -367,6 +429,65 @@ def main(argv):
                     if sec:
                         ck.check(ref.get("key") in (sec.get("stringData") or {}),
                                  f"{name}: {k}: key {ref.get('key')} in the Secret")
+
+    # ---- values rendered as their flags (values=FILE) ------------------------------------
+    if exp.get("values"):
+        with open(exp["values"], encoding="utf-8") as f:
+            vals = yaml.safe_load(f) or {}
+        sv = vals.get("sidecar") or {}
+        ck.check(not sidecars or bool(sv), f"values {exp['values']}: has sidecar values")
+        for d, pmd, pspec, c, _ in sidecars:
+            name = f"{d['kind']}/{d['metadata']['name']}"
+            flags = arg_flags(c)
+            for k, want in sv.items():
+                if k in SIDECAR_NOT_FLAGS:
+                    continue
+                if k in SIDECAR_ENV_VALUES:
+                    got = env_value(c, SIDECAR_ENV_VALUES[k])
+                    ck.check(got == yaml_text(want),
+                             f"{name}: sidecar.{k}={want!r} -> {SIDECAR_ENV_VALUES[k]} (got {got!r})")
+                elif k == "appHealth":
+                    if env_value(c, "MICRO_APP_HEALTH_URL") is None:
+                        continue  # health checks off for this pod: no --app-health-* flags
+                    for sub, w in want.items():
+                        if sub == "path":
+                            continue  # MICRO_APP_HEALTH_URL, see the demo checks
+                        f = "app-health-" + flag_of(sub)
+                        ck.check(flags.get(f) == yaml_text(w),
+                                 f"{name}: sidecar.appHealth.{sub}={w!r} -> --{f} (got {flags.get(f)!r})")
+                else:
+                    f = flag_of(k)
+                    if f in SIDECAR_CONSECUTIVE_FLAGS and flags.get("breaker-policy") != "consecutive":
+                        ck.check(f not in flags, f"{name}: sidecar.{k}: --{f} only with the consecutive policy")
+                        continue
+                    ck.check(flags.get(f) == yaml_text(want),
+                             f"{name}: sidecar.{k}={want!r} -> --{f} (got {flags.get(f)!r})")
+        rv = vals.get("registry") or {}
+        if registry_deps:
+            ck.check(registry_conf is not None, f"values {exp['values']}: the registry's config file was read")
+        for k in REGISTRY_CONFIG_VALUES:
+            if k not in rv or registry_conf is None:
+                continue
+            f = flag_of(k)
+            got = registry_conf.get(f)
+            if isinstance(rv[k], bool):
+                ok = got is True if rv[k] else got in (None, False)
+            else:
+                ok = got == rv[k]
+            ck.check(ok, f"registry: registry.{k}={rv[k]!r} -> config {f} (got {got!r})")
+
+    # ---- per-pod flags (flags.NS=FLAG=V,...) ---------------------------------------------
+    for key, spec in exp.items():
+        if not key.startswith("flags."):
+            continue
+        ns = key[len("flags."):]
+        mine = [c for _, _, _, c, _ in sidecars if env_value(c, "MICRO_NAMESPACE") == ns]
+        ck.check(len(mine) >= 1, f"flags.{ns}: a sidecar with MICRO_NAMESPACE {ns}")
+        for c in mine:
+            flags = arg_flags(c)
+            for item in filter(None, spec.split(",")):
+                f, _, want = item.partition("=")
+                ck.check(flags.get(f) == want, f"sidecar {ns}: --{f}={want} (got {flags.get(f)!r})")
 
     # ---- tokens: secret and registry ------------------------------------------------------
     tokens = exp.get("tokens", "none")

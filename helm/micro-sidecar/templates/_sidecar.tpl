@@ -19,6 +19,12 @@ in short, each takes a dict:
   extraEnv, extraArgs added after sidecar.extraEnv / sidecar.extraArgs
   subchart            the dependency's name or alias in a parent chart (default
                       micro-sidecar)
+  <per-pod settings>  any key of "micro-sidecar.sidecar.podSettings" below (the
+                      sidecar.* value of the same name for this pod only), e.g.
+                      "inboundRps" 100 "breakerPolicy" "consecutive"; checked against
+                      the binary's bounds
+
+  Any other key fails the render (a misspelt key is never ignored).
 
   "micro-sidecar.sidecar"                       one container (a list item), always
   "micro-sidecar.sidecar.initContainers"        that item when native, else nothing
@@ -31,6 +37,55 @@ in short, each takes a dict:
 {{- define "micro-sidecar.sidecar.scopeCheck" -}}
 {{- if not .root -}}
 {{- fail "micro-sidecar sidecar templates: the dict needs \"root\" $ (the top-level context)" -}}
+{{- end -}}
+{{- include "micro-sidecar.sidecar.checkDict" . -}}
+{{- end -}}
+
+{{/*
+The sidecar.* values a pod may override in the include's dict (same key), with the
+binary's bounds ([min, max], as in `micro-sidecar --help` and values.schema.json) or its
+choices. Internal; YAML.
+*/}}
+{{- define "micro-sidecar.sidecar.podSettings" -}}
+requestTimeoutMs: [1, 86400000]
+retries: [0, 100]
+appTimeoutMs: [1, 86400000]
+shutdownGraceMs: [0, 3600000]
+breakerPolicy: [reference, consecutive]
+breakerCooldownMs: [0, 86400000]
+breakerFailures: [1, 1000]
+breakerResetMs: [1, 86400000]
+inboundRps: [0, 10000000]
+inboundBurst: [0, 10000000]
+outboundRps: [0, 10000000]
+outboundBurst: [0, 10000000]
+maxInflight: [0, 10000000]
+namespaceConcurrency: [0, 10000000]
+connectionInflight: [0, 10000000]
+maxConnections: [1, 1000000]
+appMaxConnections: [1, 100000]
+maxBodyBytes: [1024, 268435456]
+{{- end -}}
+
+{{/* Refuses unknown keys and out-of-bounds per-pod settings in a public template's dict. */}}
+{{- define "micro-sidecar.sidecar.checkDict" -}}
+{{- $settings := include "micro-sidecar.sidecar.podSettings" . | fromYaml -}}
+{{- $known := list "namespace" "root" "appPort" "appUrl" "routes" "name" "native" "appHealthPath" "appShutdownSeconds" "extraEnv" "extraArgs" "subchart" -}}
+{{- range $k, $val := . -}}
+{{- if hasKey $settings $k -}}
+{{- $b := index $settings $k -}}
+{{- if kindIs "string" (first $b) -}}
+{{- if not (has $val $b) -}}
+{{- fail (printf "micro-sidecar sidecar templates: dict key %q must be one of %s (got %v)" $k (join ", " $b) $val) -}}
+{{- end -}}
+{{- else if not (or (kindIs "int" $val) (kindIs "int64" $val) (and (kindIs "float64" $val) (eq $val (floor $val))) (and (eq (typeOf $val) "json.Number") (regexMatch "^-?[0-9]+$" (toString $val)))) -}}
+{{- fail (printf "micro-sidecar sidecar templates: dict key %q must be an integer (got %v, %s)" $k $val (typeOf $val)) -}}
+{{- else if or (lt (int64 $val) (int64 (first $b))) (gt (int64 $val) (int64 (last $b))) -}}
+{{- fail (printf "micro-sidecar sidecar templates: dict key %q must be between %d and %d (got %v)" $k (int64 (first $b)) (int64 (last $b)) $val) -}}
+{{- end -}}
+{{- else if not (has $k $known) -}}
+{{- fail (printf "micro-sidecar sidecar templates: unknown dict key %q (known: %s, %s)" $k (join ", " $known) (join ", " (keys $settings | sortAlpha))) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -53,7 +108,9 @@ Takes (dict "s" <scope> "a" <the caller's dict>).
 {{- if hasKey .a "native" }}{{ $native = .a.native }}{{ end -}}
 {{- $app := int64 $v.appShutdownSeconds -}}
 {{- if hasKey .a "appShutdownSeconds" }}{{ $app = int64 .a.appShutdownSeconds }}{{ end -}}
-{{- $grace := div (add (int64 $v.shutdownGraceMs) 999) 1000 -}}
+{{- $graceMs := $v.shutdownGraceMs -}}
+{{- if hasKey .a "shutdownGraceMs" }}{{ $graceMs = .a.shutdownGraceMs }}{{ end -}}
+{{- $grace := div (add (int64 $graceMs) 999) 1000 -}}
 {{- $pre := 0 -}}
 {{- if eq $v.preStop.mode "none" -}}
 {{- $pre = 0 -}}
@@ -134,6 +191,12 @@ prometheus.io/path: /metrics
 {{- $s := .s -}}
 {{- $a := .a -}}
 {{- $v := $s.Values.sidecar -}}
+{{- /* $e: sidecar.* with this pod's overrides from the dict (podSettings keys). */ -}}
+{{- $e := dict -}}
+{{- range $k, $val := $v }}{{ $_ := set $e $k $val }}{{ end -}}
+{{- range $k, $_ := include "micro-sidecar.sidecar.podSettings" . | fromYaml -}}
+{{- if hasKey $a $k }}{{ $_ := set $e $k (index $a $k) }}{{ end -}}
+{{- end -}}
 {{- if not $a.namespace -}}
 {{- fail "micro-sidecar.sidecar: the dict needs \"namespace\" (the app's service name, MICRO_NAMESPACE)" -}}
 {{- end -}}
@@ -153,22 +216,49 @@ prometheus.io/path: /metrics
   {{- end }}
   command:
     - micro-sidecar
-  # Timing flags as arguments (flag > environment > config file > default).
+  # The tunables as arguments (flag > environment > config file > default); addresses,
+  # ports and logs are in env below.
   args:
-    - --request-timeout-ms={{ int64 $v.requestTimeoutMs }}
-    - --retries={{ int64 $v.retries }}
-    - --registry-lookup-timeout-ms={{ int64 $v.registryLookupTimeoutMs }}
-    - --heartbeat-interval-ms={{ int64 $v.heartbeatIntervalMs }}
-    - --reconnect-interval-ms={{ int64 $v.reconnectIntervalMs }}
-    - --breaker-cooldown-ms={{ int64 $v.breakerCooldownMs }}
-    - --shutdown-grace-ms={{ int64 $v.shutdownGraceMs }}
+    # Calls
+    - --request-timeout-ms={{ int64 $e.requestTimeoutMs }}
+    - --retries={{ int64 $e.retries }}
+    - --app-timeout-ms={{ int64 $e.appTimeoutMs }}
+    - --shutdown-grace-ms={{ int64 $e.shutdownGraceMs }}
+    # Registry and peer connections
+    - --registry-lookup-timeout-ms={{ int64 $e.registryLookupTimeoutMs }}
+    - --heartbeat-interval-ms={{ int64 $e.heartbeatIntervalMs }}
+    - --reconnect-interval-ms={{ int64 $e.reconnectIntervalMs }}
+    - --handshake-timeout-ms={{ int64 $e.handshakeTimeoutMs }}
+    # Circuit breaking (docs/CIRCUIT-BREAKER.md)
+    - --breaker-policy={{ $e.breakerPolicy }}
+    - --breaker-cooldown-ms={{ int64 $e.breakerCooldownMs }}
+    {{- if eq $e.breakerPolicy "consecutive" }}
+    - --breaker-failures={{ int64 $e.breakerFailures }}
+    - --breaker-reset-ms={{ int64 $e.breakerResetMs }}
+    {{- end }}
+    # Rate limits, 0 = none (docs/RATE-LIMITS.md)
+    - --inbound-rps={{ int64 $e.inboundRps }}
+    - --inbound-burst={{ int64 $e.inboundBurst }}
+    - --outbound-rps={{ int64 $e.outboundRps }}
+    - --outbound-burst={{ int64 $e.outboundBurst }}
+    # In-flight limits, 0 = none, and sizes (docs/CONCURRENCY.md)
+    - --max-inflight={{ int64 $e.maxInflight }}
+    - --namespace-concurrency={{ int64 $e.namespaceConcurrency }}
+    - --connection-inflight={{ int64 $e.connectionInflight }}
+    - --max-connections={{ int64 $e.maxConnections }}
+    - --app-max-connections={{ int64 $e.appMaxConnections }}
+    - --max-body-bytes={{ int64 $e.maxBodyBytes }}
     {{- if $healthPath }}
+    # App health checks (docs/HEALTH-CHECKS.md)
     - --app-health-interval-ms={{ int64 $v.appHealth.intervalMs }}
     - --app-health-timeout-ms={{ int64 $v.appHealth.timeoutMs }}
     - --app-health-threshold={{ int64 $v.appHealth.threshold }}
     {{- end }}
-    {{- range (concat ($v.extraArgs | default list) ($a.extraArgs | default list)) }}
+    {{- with (concat ($v.extraArgs | default list) ($a.extraArgs | default list)) }}
+    # extraArgs (for a repeated flag, the last one counts)
+    {{- range . }}
     - {{ . | quote }}
+    {{- end }}
     {{- end }}
   env:
     - name: MICRO_NAMESPACE
