@@ -55,7 +55,8 @@ int sbuf_add(sbuf_t *b, const void *p, size_t n)
 {
     if (sbuf_reserve(b, n))
         return -1;
-    memcpy(b->buf + b->head + b->len, p, n);
+    if (n) /* p may be NULL when n is 0; memcpy must not see it */
+        memcpy(b->buf + b->head + b->len, p, n);
     b->len += n;
     b->buf[b->head + b->len] = '\0';
     return 0;
