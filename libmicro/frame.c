@@ -39,6 +39,9 @@ static int decode_response(frame_t *f)
         f->result = NONE;
     if (!jobj_get(f->data, "message", &f->message) || f->message.t != JT_STRING)
         f->message = NONE;
+    jspan_t ra;
+    if (jobj_get(f->data, "retryAfter", &ra) && (jnum_double(ra, &f->retry_after) || !(f->retry_after > 0)))
+        f->retry_after = 0;
     return FRAME_OK;
 }
 
@@ -127,6 +130,17 @@ int frame_put_response_err(sbuf_t *b, uint64_t id, int status, const char *messa
     sbuf_adds(b, ",\"data\":null,\"message\":");
     sbuf_add_json_str(b, message ? message : "", message ? mlen : 0);
     sbuf_add(b, "}}", 2);
+    return b->err ? -1 : 0;
+}
+
+int frame_put_response_limited(sbuf_t *b, uint64_t id, const char *message, size_t mlen,
+                               double retry_after)
+{
+    sbuf_add(b, "{\"id\":", 6);
+    sbuf_add_u64(b, id);
+    sbuf_adds(b, ",\"mode\":1,\"twoway\":false,\"data\":{\"status\":429,\"data\":null,\"message\":");
+    sbuf_add_json_str(b, message ? message : "", message ? mlen : 0);
+    sbuf_printf(b, ",\"retryAfter\":%.3f}}", retry_after);
     return b->err ? -1 : 0;
 }
 

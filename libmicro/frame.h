@@ -35,6 +35,7 @@ typedef struct frame {
     jspan_t  status_raw;
     jspan_t  result;   /* JT_NONE when absent */
     jspan_t  message;  /* string span, or JT_NONE */
+    double   retry_after; /* "retryAfter" of a 429 RESPONSE (ours), else 0 */
     /* ABORT: data = id of the request it cancels */
     uint64_t target;
 } frame_t;
@@ -48,6 +49,10 @@ int frame_put_request(sbuf_t *b, uint64_t id, bool twoway, const char *url, size
                       const char *payload, size_t payload_len);
 int frame_put_response_ok(sbuf_t *b, uint64_t id, const char *result, size_t result_len);
 int frame_put_response_err(sbuf_t *b, uint64_t id, int status, const char *message, size_t mlen);
+/* A 429 with "retryAfter" (seconds) beside status/data/message: an extra key the
+ * reference ignores, so the caller's sidecar can send Retry-After. */
+int frame_put_response_limited(sbuf_t *b, uint64_t id, const char *message, size_t mlen,
+                               double retry_after);
 int frame_put_abort(sbuf_t *b, uint64_t id, uint64_t target);
 
 /* PROTOCOL §5 correlation-id rules, on raw payload text (NULL = no payload):

@@ -173,6 +173,14 @@ int modem_respond_err(modem_t *m, uint64_t id, int status, const char *msg)
     return send_frame(m, &b);
 }
 
+int modem_respond_limited(modem_t *m, uint64_t id, const char *msg, double retry_after)
+{
+    sbuf_t b;
+    sbuf_init(&b, WSMSG_HEADROOM, 0);
+    frame_put_response_limited(&b, id, msg, msg ? strlen(msg) : 0, retry_after);
+    return send_frame(m, &b);
+}
+
 size_t modem_pending(const modem_t *m) { return hmap_len(&m->pending); }
 
 const char *modem_strerror(int status)

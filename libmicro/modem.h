@@ -65,6 +65,7 @@ int  modem_on_response(modem_t *m, const frame_t *f);
 /* Answers a REQUEST received on this connection (responses reuse its id). */
 int  modem_respond_ok(modem_t *m, uint64_t id, const char *result, size_t len);
 int  modem_respond_err(modem_t *m, uint64_t id, int status, const char *msg);
+int  modem_respond_limited(modem_t *m, uint64_t id, const char *msg, double retry_after);
 
 size_t modem_pending(const modem_t *m);
 const char *modem_strerror(int status);

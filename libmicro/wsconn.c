@@ -458,3 +458,44 @@ int wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
     n->vhost = lws_create_vhost(n->ctx, &info);
     return n->vhost ? 0 : -1;
 }
+
+bool wsconn_token_ok(struct lws *wsi, const char *want)
+{
+    char buf[512];
+    /* lws copies "token=<value>" into buf and returns a pointer to the value */
+    const char *got = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof(buf));
+    if (!got)
+        return false;
+    size_t wl = strlen(want), gl = strlen(got);
+    unsigned char diff = (unsigned char)(wl != gl);
+    for (size_t i = 0; i < wl; i++)
+        diff |= (unsigned char)(want[i] ^ (i < gl ? got[i] : 0));
+    return diff == 0;
+}
+
+int wsconn_token_query(const char *token, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    const char *pre = "token=";
+    for (const char *p = pre; *p; p++) {
+        if (o + 1 >= outlen)
+            return -1;
+        out[o++] = *p;
+    }
+    for (const unsigned char *p = (const unsigned char *)token; *p; p++) {
+        bool plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                     *p == '-' || *p == '_' || *p == '.' || *p == '~';
+        if (o + (plain ? 1 : 3) >= outlen)
+            return -1;
+        if (plain) {
+            out[o++] = (char)*p;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    out[o] = '\0';
+    return (int)o;
+}

@@ -102,6 +102,13 @@ wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
 /* Queues a frame built in an sbuf with LWS_PRE headroom (steals the buffer).
  * Returns 0, or -1 if the connection is closing or its queue is full. */
 int  wsconn_send(wsconn_t *c, sbuf_t *frame);
+/* True when the handshake's query string carries token=<want> (lws has already
+ * URL-decoded it), compared in constant time. */
+bool wsconn_token_ok(struct lws *wsi, const char *want);
+#define mesh_token_ok wsconn_token_ok
+/* Appends "token=<value>" URL-encoded, for a handshake query string. */
+int  wsconn_token_query(const char *token, char *out, size_t outlen);
+
 /* Closes asynchronously; on_close follows from the loop. */
 void wsconn_close(wsconn_t *c);
 /* Closes with a WebSocket status code (e.g. 1008 policy) asynchronously. */

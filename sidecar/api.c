@@ -247,8 +247,8 @@ static void routes_post(apireq_t *r, jspan_t body)
         answer_error(r, 400, 400, "rps must be a number >= 0");
         return;
     }
-    if (jobj_get(body, "burst", &v) && v.t != JT_NULL && (jnum_double(v, &burst) || burst < 0)) {
-        answer_error(r, 400, 400, "burst must be a number >= 0");
+    if (jobj_get(body, "burst", &v) && v.t != JT_NULL && (jnum_double(v, &burst) || burst < 1)) {
+        answer_error(r, 400, 400, "burst must be a number >= 1 (a bucket must hold a whole request)");
         return;
     }
     int rc = routes_add_limited(s->routes, url, target[0] ? target : NULL, rps, burst);
@@ -257,25 +257,17 @@ static void routes_post(apireq_t *r, jspan_t body)
         return;
     }
     if (rc == 409) {
-        answer_error(r, 409, 409, "route %s exists with another target", url);
+        answer_error(r, 409, 409, "route %s exists with another target or rate limit", url);
         return;
     }
     if (rc == 500) {
         answer_error(r, 500, 500, "out of memory");
         return;
     }
-    char buf[2048];
-    const char *t = routes_match(s->routes, url, buf, sizeof(buf));
-    if (!strcmp(url, "*"))
-        t = s->cfg.app_url;
     sbuf_reset(&r->out);
-    sbuf_adds(&r->out, "{\"url\":");
-    sbuf_add_json_str(&r->out, url, strlen(url));
-    sbuf_adds(&r->out, ",\"target\":");
-    sbuf_add_json_str(&r->out, t ? t : "", t ? strlen(t) : 0);
-    sbuf_addc(&r->out, '}');
+    routes_json_one(s->routes, url, &r->out);
     if (rc == 201)
-        LOG_INFO("route added", "url=%s target=%s", url, t ? t : "");
+        LOG_INFO("route added", "url=%s", url);
     answer(r, rc);
 }
 

@@ -11,17 +11,32 @@
 
 static void schedule(sidecar_t *s, int64_t ms);
 
+/* Until the app has answered healthy once it is "starting": checked at least
+ * every second, and one failure keeps it out of the registry. /-/ready does not
+ * wait for it then — a native sidecar's startup probe gates the app's own start,
+ * so waiting would deadlock — but nobody is sent to an app that is not up. */
+static int64_t interval(sidecar_t *s)
+{
+    if (!s->app_seen_healthy && s->cfg.app_health_interval_ms > 1000)
+        return 1000;
+    return s->cfg.app_health_interval_ms;
+}
+
 static void checked(void *arg, const app_result_t *r)
 {
     sidecar_t *s = arg;
     s->health_req = NULL;
     bool ok = r->status >= 200 && r->status < 300;
+    long long threshold = s->app_seen_healthy ? s->cfg.app_health_threshold : 1;
     s->stats.health_checks++;
     if (ok) {
         s->health_failures = 0;
+        if (!s->app_seen_healthy)
+            LOG_INFO("app is up", "url=%s", s->cfg.app_health_url);
+        s->app_seen_healthy = true;
         if (!s->app_healthy) {
             s->app_healthy = true;
-            LOG_INFO("app healthy again, registering", "url=%s", s->cfg.app_health_url);
+            LOG_INFO("app healthy, registering", "url=%s", s->cfg.app_health_url);
             mesh_app_health_changed(s);
         }
     } else {
@@ -29,7 +44,7 @@ static void checked(void *arg, const app_result_t *r)
         s->health_failures++;
         LOG_DEBUG("app health check failed", "url=%s status=%d err=\"%s\" failures=%d", s->cfg.app_health_url,
                   r->status, r->error ? r->error : "", s->health_failures);
-        if (s->app_healthy && s->health_failures >= s->cfg.app_health_threshold) {
+        if (s->app_healthy && s->health_failures >= threshold) {
             s->app_healthy = false;
             LOG_WARN("app unhealthy, leaving the registry", "url=%s status=%d failures=%d",
                      s->cfg.app_health_url, r->status, s->health_failures);
@@ -37,7 +52,7 @@ static void checked(void *arg, const app_result_t *r)
         }
     }
     if (!s->draining)
-        schedule(s, s->cfg.app_health_interval_ms);
+        schedule(s, interval(s));
 }
 
 static void tick(lws_sorted_usec_list_t *sul)
@@ -45,10 +60,11 @@ static void tick(lws_sorted_usec_list_t *sul)
     sidecar_t *s = lws_container_of(sul, sidecar_t, health_timer);
     if (s->draining || s->health_req)
         return;
-    s->health_req = appclient_request(s->app, "GET", s->cfg.app_health_url, NULL, 0, NULL,
+    app_headers_t h = {.token = s->cfg.app_token};
+    s->health_req = appclient_request(s->app, "GET", s->cfg.app_health_url, NULL, 0, &h,
                                       s->cfg.app_health_timeout_ms, checked, s);
     if (!s->health_req)
-        schedule(s, s->cfg.app_health_interval_ms);
+        schedule(s, interval(s));
 }
 
 static void schedule(sidecar_t *s, int64_t ms)
@@ -61,7 +77,7 @@ void apphealth_start(sidecar_t *s)
     s->app_healthy = true;
     if (!s->cfg.app_health_url || !*s->cfg.app_health_url)
         return;
-    schedule(s, 1); /* check at once: an app that is down at start is not registered... */
+    schedule(s, 1); /* check at once: an app that is not up yet leaves at the first failure */
 }
 
 void apphealth_stop(sidecar_t *s)

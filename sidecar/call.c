@@ -158,11 +158,14 @@ static const char *default_message(int status)
 static void failed(call_t *c, int status, const char *msg)
 {
     sidecar_t *s = c->s;
-    if (c->peer[0] && status != CALL_E_SHUTDOWN)
+    /* A 429 is the provider asking us to slow down, not a sign it is broken: it
+     * neither trips the breaker nor is retried at once; the app gets Retry-After. */
+    bool backpressure = status == 429 || status == CALL_E_RATE_LIMITED;
+    if (c->peer[0] && status != CALL_E_SHUTDOWN && !backpressure)
         breaker_failure(s, c->ns, c->peer);
     if (!msg || !*msg)
         msg = default_message(status);
-    bool final = status == CALL_E_SHUTDOWN || status == CALL_E_CIRCUIT_OPEN || status == CALL_E_RATE_LIMITED;
+    bool final = status == CALL_E_SHUTDOWN || status == CALL_E_CIRCUIT_OPEN || backpressure;
     if (c->retries_left > 0 && !final && !s->done) {
         c->retries_left--;
         s->stats.retries++;
@@ -206,6 +209,8 @@ static void on_response(void *arg, int status, const frame_t *f)
         st = CALL_E_UNREACHABLE;
     } else {
         st = f && f->status ? f->status : CALL_E_PEER;
+        if (f && f->status == 429)
+            c->retry_after = f->retry_after > 0 ? f->retry_after : 1;
         if (f && f->message.t == JT_STRING)
             jstr_get(f->message, msg, sizeof(msg), NULL);
         if (f && !f->status && f->status_raw.t == JT_STRING && !msg[0])

@@ -207,9 +207,12 @@ int main(int argc, char **argv)
     }
     /* the handshake path is our identity; the token rides in the query string,
      * which reference peers ignore */
-    char query[300] = "";
-    if (s.cfg.mesh_token && *s.cfg.mesh_token)
-        snprintf(query, sizeof(query), "token=%s", s.cfg.mesh_token);
+    char query[800] = "";
+    if (s.cfg.mesh_token && *s.cfg.mesh_token && wsconn_token_query(s.cfg.mesh_token, query, sizeof(query)) < 0) {
+        fprintf(stderr, "micro-sidecar: --mesh-token: too long\n");
+        cfg_free(options, &s.cfg);
+        return 2;
+    }
     if (addr_build_handshake(s.self.host, s.self.port, s.cfg.ns, query[0] ? query : NULL, s.handshake,
                              sizeof(s.handshake)) < 0) {
         fprintf(stderr, "micro-sidecar: --namespace: too long\n");

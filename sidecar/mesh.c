@@ -164,8 +164,7 @@ static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const ch
 {
     sidecar_t *s = sc(n);
     if (s->cfg.mesh_token && *s->cfg.mesh_token) {
-        char tok[256];
-        if (!lws_get_urlarg_by_name(wsi, "token=", tok, sizeof(tok)) || strcmp(tok, s->cfg.mesh_token)) {
+        if (!mesh_token_ok(wsi, s->cfg.mesh_token)) {
             LOG_WARN("peer refused: bad mesh token", "caller=%s:%u ns=%s", caller->host, caller->port, ns);
             return -1;
         }
@@ -270,12 +269,14 @@ static void on_request(wsconn_t *c, const frame_t *f)
         return;
     }
     s->stats.inbound++;
-    if (s->draining) {
+    if (s->draining || !s->app_healthy) {
         /* Not in flight yet, so not ours to finish: with a native sidecar the app
-         * may already be gone. A 503 sends the caller's retry to another instance
-         * and its breaker away from us. */
+         * may already be gone, or health checks say it is down (callers that hold
+         * a connection still send to us after we left the registry). A 503 sends
+         * the caller's retry to another instance and its breaker away from us. */
         if (f->twoway)
-            modem_respond_err(&c->modem, f->id, 503, "the provider is shutting down");
+            modem_respond_err(&c->modem, f->id, 503,
+                              s->draining ? "the provider is shutting down" : "the provider's app is unhealthy");
         return;
     }
     double retry_after = 0;
@@ -284,7 +285,7 @@ static void on_request(wsconn_t *c, const frame_t *f)
         s->stats.rate_limited_in++;
         if (f->twoway) {
             snprintf(msg, sizeof(msg), "rate limit exceeded for %.900s (retry after %.3fs)", url, retry_after);
-            modem_respond_err(&c->modem, f->id, 429, msg);
+            modem_respond_limited(&c->modem, f->id, msg, retry_after);
         }
         return;
     }

@@ -13,7 +13,7 @@ bool sidecar_ready(sidecar_t *s, const char **reason)
         *reason = "shutting down";
         return false;
     }
-    if (!s->app_healthy) {
+    if (!s->app_healthy && s->app_seen_healthy) {
         *reason = "app unhealthy (health checks failing)";
         return false;
     }

@@ -91,8 +91,13 @@ int routes_add_limited(routes_t *r, const char *url, const char *target, double 
         return 400;
     }
     route_t *old = hmap_gets(&r->map, url);
-    if (old)
-        return strcmp(old->target, target) ? 409 : 200;
+    if (old) {
+        /* the limit this request asks for, resolved the way a new route would be */
+        tbucket_t want;
+        tb_init(&want, rps >= 0 ? rps : r->rps, burst >= 0 ? burst : r->burst, 0);
+        bool same_limit = want.rate == old->limit.rate && (want.rate <= 0 || want.burst == old->limit.burst);
+        return strcmp(old->target, target) || !same_limit ? 409 : 200;
+    }
     route_t *rt = calloc(1, sizeof(*rt));
     if (!rt || !(rt->url = strdup(url)) || !(rt->target = strdup(target))) {
         if (rt)
@@ -145,25 +150,38 @@ const char *routes_admit(routes_t *r, const char *url, char *buf, size_t buflen,
     return n > 0 && (size_t)n < buflen ? buf : NULL;
 }
 
+static void route_json(const route_t *rt, sbuf_t *out)
+{
+    sbuf_adds(out, "{\"url\":");
+    sbuf_add_json_str(out, rt->url, strlen(rt->url));
+    sbuf_adds(out, ",\"target\":");
+    sbuf_add_json_str(out, rt->target, strlen(rt->target));
+    if (rt->limit.rate > 0)
+        sbuf_printf(out, ",\"rps\":%g,\"burst\":%g", rt->limit.rate, rt->limit.burst);
+    sbuf_addc(out, '}');
+}
+
 void routes_json(routes_t *r, sbuf_t *out)
 {
     void *v;
     bool first = true;
     sbuf_addc(out, '[');
     for (size_t it = 0; (it = hmap_next(&r->map, it, &v)) != 0;) {
-        route_t *rt = v;
         if (!first)
             sbuf_addc(out, ',');
         first = false;
-        sbuf_adds(out, "{\"url\":");
-        sbuf_add_json_str(out, rt->url, strlen(rt->url));
-        sbuf_adds(out, ",\"target\":");
-        sbuf_add_json_str(out, rt->target, strlen(rt->target));
-        if (rt->limit.rate > 0)
-            sbuf_printf(out, ",\"rps\":%g,\"burst\":%g", rt->limit.rate, rt->limit.burst);
-        sbuf_addc(out, '}');
+        route_json(v, out);
     }
     sbuf_addc(out, ']');
+}
+
+void routes_json_one(routes_t *r, const char *url, sbuf_t *out)
+{
+    route_t *rt = hmap_gets(&r->map, url);
+    if (rt)
+        route_json(rt, out);
+    else
+        sbuf_adds(out, "null");
 }
 
 size_t routes_count(routes_t *r) { return hmap_len(&r->map); }

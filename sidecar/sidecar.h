@@ -109,6 +109,7 @@ typedef struct sidecar {
     int64_t   drain_deadline_ms;
     lws_sorted_usec_list_t heartbeat_timer, reconnect_timer, drain_timer, health_timer;
     bool      app_healthy;     /* true unless health checks say otherwise */
+    bool      app_seen_healthy;/* a health check has passed since start */
     int       health_failures; /* in a row */
     struct app_req *health_req;
     hmap_t    peers;           /* "host:port" → wsconn (one per pair, either direction) */
@@ -215,6 +216,7 @@ int  routes_del(routes_t *r, const char *url);       /* 204 or 404 */
  * buf receives the composed target for wildcard routes. */
 const char *routes_match(routes_t *r, const char *url, char *buf, size_t buflen);
 void routes_json(routes_t *r, sbuf_t *out);
+void routes_json_one(routes_t *r, const char *url, sbuf_t *out);
 size_t routes_count(routes_t *r);
 
 /* appclient.c — forwards to the app. */

@@ -188,16 +188,17 @@ describe('micro-sidecar: app health checks', { skip: m.skipReason() }, () => {
       args: healthArgs(`${echo.url}/health`, { interval: 100, threshold: 2 }),
       name: 'sidecar c (app that dies)',
     });
-    // 2 checks time out (150 ms each, 100 ms apart): unlisted and not ready
+    // The hung app was never healthy (still "starting"): its first timed-out check
+    // (150 ms) takes it out of the registry; /-/ready stays 200 by design, so a native
+    // sidecar's startup probe cannot block the app's own start (docs/HEALTH-CHECKS.md).
     await waitFor(
       async () =>
-        (await hangs.metric('micro_sidecar_app_health_check_failures_total').catch(() => 0)) >= 2 &&
-        (await ready(hangs)).status === 503 &&
+        (await hangs.metric('micro_sidecar_app_health_check_failures_total').catch(() => 0)) >= 1 &&
         !(await listed(registry, hangs.key)),
-      { timeoutMs: 3000, message: 'the sidecar of the hung app counted 2 failures, is unlisted and not ready' },
+      { timeoutMs: 3000, message: 'the sidecar of the hung app counted a failure and is unlisted' },
     );
     assert.equal(await hangs.metric('micro_sidecar_app_healthy'), 0);
-    assert.match((await ready(hangs)).body.reason, /app/i);
+    assert.equal((await ready(hangs)).status, 200);
 
     await m.waitListed(registry, 'c', [gone.key]); // listed while its app runs
     await echo.proc.stop();
@@ -230,7 +231,10 @@ describe('micro-sidecar: app health checks', { skip: m.skipReason() }, () => {
     assert.ok(((await checkedEcho.stats()).by_url['/health'] || 0) >= 4, 'the control sidecar did check its app');
   });
 
-  test('an app that is down at start is never registered and never ready until its first good check', { todo: 'product bug: the sidecar registers (and /-/ready is 200) before its first health check; it only leaves after --app-health-threshold failures' }, async (t) => {
+  // Design (docs/HEALTH-CHECKS.md): /-/ready must not wait for the app before it has
+  // ever been healthy — a native sidecar's startup probe gates the app's own start —
+  // but an app that is not up is out of the registry from its first failed check.
+  test('an app that is down at start leaves the registry at its first failed check and joins once healthy', async (t) => {
     const interval = 200;
     const registry = await m.startRegistry(t);
     const echo = await m.startEcho(t);
@@ -244,7 +248,11 @@ describe('micro-sidecar: app health checks', { skip: m.skipReason() }, () => {
       args: healthArgs(`${echo.url}/health`, { interval, threshold: 3 }),
     });
     await waitFor(async () => (await ready(b)).status !== 0, { message: 'the API answers' });
-    await holdsFor(4 * interval, async () => [await listed(registry, b.key), (await ready(b)).status], ([l, s]) => !l && s === 503, 'app down at start: not listed, not ready');
+    await waitFor(async () => !(await listed(registry, b.key)) && (await b.metric('micro_sidecar_app_health_checks_total')) >= 1, {
+      timeoutMs: 2000,
+      message: 'out of the registry after the first failed check',
+    });
+    await holdsFor(4 * interval, async () => [await listed(registry, b.key), (await ready(b)).status], ([l, s]) => !l && s === 200, 'app down at start: not listed, but ready (native sidecar ordering)');
     await flip(echo, 'up');
     await waitFor(async () => (await listed(registry, b.key)) && (await ready(b)).status === 200, {
       timeoutMs: 3000,
@@ -252,7 +260,7 @@ describe('micro-sidecar: app health checks', { skip: m.skipReason() }, () => {
     });
   });
 
-  test('callers that already hold a connection to an instance whose app went unhealthy move to a healthy instance', { todo: 'product bug: leaving the registry does not stop cached callers; they keep calling the unhealthy instance' }, async (t) => {
+  test('callers that already hold a connection to an instance whose app went unhealthy move to a healthy instance', async (t) => {
     const registry = await m.startRegistry(t);
     const echo1 = await m.startEcho(t, { name: 'echo-b1' });
     const echo2 = await m.startEcho(t, { name: 'echo-b2' });

@@ -171,7 +171,7 @@ describe('micro-sidecar: inbound rate limit (per route)', { skip: m.skipReason()
     for (const r of slow.filter((x) => x.status !== 200)) assert429(r, 'over the default limit');
   });
 
-  test('POST /v1/routes with a burst below 1: refused (400) or a route that still admits calls', { todo: 'product bug: {"rps":100,"burst":0.5} is accepted (201) and then every call is refused with 429 forever (the bucket can never hold a whole token)' }, async (t) => {
+  test('POST /v1/routes with a burst below 1: refused (400) or a route that still admits calls', async (t) => {
     const mesh = await m.startMesh(t, {
       providers: [{ ns: 'b', echoName: 'echo-b', routes: [] }],
       consumers: [{ ns: 'a', args: ['--retries', '0'] }],
@@ -189,7 +189,7 @@ describe('micro-sidecar: inbound rate limit (per route)', { skip: m.skipReason()
     assert.ok(rs.some((r) => r.status === 200), `a route with rps 100 admits something: ${rs.map((r) => `${r.status} ${r.text}`).join(' | ')}`);
   });
 
-  test('POST /v1/routes again with another limit for an existing route is not silently ignored (409, or the new limit applies)', { todo: 'product bug: the answer is 200 "same route exists" and the new rps/burst are dropped' }, async (t) => {
+  test('POST /v1/routes again with another limit for an existing route is not silently ignored (409, or the new limit applies)', async (t) => {
     const mesh = await m.startMesh(t, {
       providers: [{ ns: 'b', echoName: 'echo-b', routes: ['/echo'] }],
       consumers: [{ ns: 'a', args: ['--retries', '0'] }],
