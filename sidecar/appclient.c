@@ -117,6 +117,19 @@ static void dequeue(pool_t *p, app_req_t *r)
     r->queued = false;
 }
 
+/* Takes r off its wait queue or its connection (which is closed: the only way
+ * HTTP/1.1 can tell the app that nobody wants the answer). */
+static void detach(app_req_t *r)
+{
+    if (r->queued)
+        dequeue(r->pool, r);
+    if (r->conn) {
+        r->conn->req = NULL;
+        conn_close(r->conn);
+        r->conn = NULL;
+    }
+}
+
 static void on_timeout(lws_sorted_usec_list_t *sul)
 {
     app_req_t *r = lws_container_of(sul, app_req_t, timer);
@@ -125,13 +138,7 @@ static void on_timeout(lws_sorted_usec_list_t *sul)
         return;
     }
     LOG_WARN("app request timed out", "timeout_ms=%lld", r->a->s->cfg.app_timeout_ms);
-    if (r->queued)
-        dequeue(r->pool, r);
-    if (r->conn) {
-        r->conn->req = NULL;
-        conn_close(r->conn);
-        r->conn = NULL;
-    }
+    detach(r);
     fail(r, 504, "the app did not answer in time");
 }
 
@@ -451,13 +458,7 @@ app_req_t *appclient_request(appclient_t *a, const char *method, const char *tar
 void appclient_cancel(app_req_t *r)
 {
     appclient_t *a = r->a;
-    if (r->queued)
-        dequeue(r->pool, r);
-    if (r->conn) {
-        r->conn->req = NULL;
-        conn_close(r->conn);
-        r->conn = NULL;
-    }
+    detach(r);
     a->inflight--;
     req_free(r);
 }

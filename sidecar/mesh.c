@@ -59,17 +59,24 @@ static void inbound_unlink(inbound_t *ib)
         ib->next->prev = ib->prev;
 }
 
+/* Stops an inbound request: cancels the app request (the app sees its client
+ * go) and, when status is non-zero and the caller waits, answers it. */
+static void inbound_abort(sidecar_t *s, inbound_t *ib, int status, const char *msg)
+{
+    inbound_unlink(ib);
+    appclient_cancel(ib->req);
+    s->inbound_inflight--;
+    s->stats.inbound_aborted++;
+    if (status && ib->twoway)
+        modem_respond_err(&ib->peer->conn->modem, ib->id, status, msg);
+    free(ib);
+}
+
 static void peer_detach(sidecar_t *s, peer_t *p)
 {
     /* the connection is gone: nobody can hear the answers any more */
-    while (p->list) {
-        inbound_t *ib = p->list;
-        inbound_unlink(ib);
-        appclient_cancel(ib->req);
-        s->inbound_inflight--;
-        s->stats.inbound_aborted++;
-        free(ib);
-    }
+    while (p->list)
+        inbound_abort(s, p->list, 0, NULL);
     hmap_free(&p->inbound);
     if (p->prev)
         p->prev->next = p->next;
@@ -349,12 +356,8 @@ static void on_abort(wsconn_t *c, uint64_t target)
     inbound_t *ib = hmap_get(&p->inbound, &target, sizeof(target));
     if (!ib)
         return;
-    inbound_unlink(ib);
-    appclient_cancel(ib->req); /* the app sees its client go away */
-    s->inbound_inflight--;
-    s->stats.inbound_aborted++;
     LOG_DEBUG("inbound call aborted by the caller", "peer=%s id=%llu", c->key, (unsigned long long)target);
-    free(ib);
+    inbound_abort(s, ib, 0, NULL); /* no answer after an ABORT */
 }
 
 static void on_http(wsnet_t *n, const char *path, http_reply_t *rep)
@@ -420,16 +423,8 @@ void mesh_begin_drain(sidecar_t *s)
 void mesh_abort_inbound(sidecar_t *s)
 {
     for (peer_t *p = peers_all; p; p = p->next) {
-        while (p->list) {
-            inbound_t *ib = p->list;
-            inbound_unlink(ib);
-            appclient_cancel(ib->req);
-            s->inbound_inflight--;
-            s->stats.inbound_aborted++;
-            if (ib->twoway)
-                modem_respond_err(&p->conn->modem, ib->id, 503, "the provider is shutting down");
-            free(ib);
-        }
+        while (p->list)
+            inbound_abort(s, p->list, 503, "the provider is shutting down");
     }
 }
 
