@@ -32,6 +32,12 @@ ctest_in() { # build-dir
   ctest --test-dir "$1" --output-on-failure -j"$jobs" --timeout 600
 }
 
+# Downloads (the debootstrap tarball, the helm package) are kept outside the work
+# tree, so a fresh clone on the same machine does not fetch them again.
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/micro-sidecar
+export IMAGE_CHECK_CACHE=${IMAGE_CHECK_CACHE:-$cache/image-check}
+export HELM_CACHE_DIR=${HELM_CACHE_DIR:-$cache/helm}
+
 run_stage deps  deps || true
 run_stage build scripts/build.sh build -DBUILD_TESTING=ON
 run_stage test  ctest_in build
