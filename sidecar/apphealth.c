@@ -11,15 +11,19 @@
 
 static void schedule(sidecar_t *s, int64_t ms);
 
-/* Until the app has answered healthy once it is "starting": checked at least
- * every second, and one failure keeps it out of the registry. /-/ready does not
- * wait for it then — a native sidecar's startup probe gates the app's own start,
- * so waiting would deadlock — but nobody is sent to an app that is not up. */
+/* Until the app has answered healthy once it is "starting": checked again after
+ * 50 ms, doubling up to 1 s (or the interval, if shorter), and one failure keeps
+ * it out of the registry. /-/ready does not wait for it then — a native sidecar's
+ * startup probe gates the app's own start, so waiting would deadlock — but nobody
+ * is sent to an app that is not up, and it joins soon after the app is. */
 static int64_t interval(sidecar_t *s)
 {
-    if (!s->app_seen_healthy && s->cfg.app_health_interval_ms > 1000)
-        return 1000;
-    return s->cfg.app_health_interval_ms;
+    if (s->app_seen_healthy)
+        return s->cfg.app_health_interval_ms;
+    int64_t ms = 50LL << (s->health_failures < 5 ? s->health_failures : 5);
+    if (ms > 1000)
+        ms = 1000;
+    return ms < s->cfg.app_health_interval_ms ? ms : s->cfg.app_health_interval_ms;
 }
 
 static void checked(void *arg, const app_result_t *r)

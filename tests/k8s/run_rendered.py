@@ -236,8 +236,16 @@ def main(argv):
             ann = d["spec"]["template"]["metadata"].get("annotations") or {}
             st = http("GET", mesh + ann.get("prometheus.io/path", "/metrics"))
             check(st[0] == 200 and "#" in st[1], f"{ns}: scrape path on the mesh port serves metrics: {st[0]}")
-        st = http("GET", base + "/v1/namespaces")
-        names = json.loads(st[1]) if st[0] == 200 else {}
+        # A pod whose app health is checked registers once its app answers (a native
+        # sidecar starts before its app): poll with a deadline.
+        want = {ns for _, ns, _, _, _ in pods}
+        deadline = time.time() + 10
+        while True:
+            st = http("GET", base + "/v1/namespaces")
+            names = json.loads(st[1]) if st[0] == 200 else {}
+            if want <= set(names) or time.time() > deadline:
+                break
+            time.sleep(0.05)
         for _, ns, _, _, _ in pods:
             check(ns in names, f"registry lists {ns}: {st}")
 
