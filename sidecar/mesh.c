@@ -104,7 +104,9 @@ static void heartbeat(lws_sorted_usec_list_t *sul)
 static void reconnect(lws_sorted_usec_list_t *sul)
 {
     sidecar_t *s = lws_container_of(sul, sidecar_t, reconnect_timer);
-    if (!s->draining && s->app_healthy && !s->registry)
+    /* until the first registration we keep trying even for an unhealthy app:
+     * /-/ready (and so a native pod's app) waits on that first registration */
+    if (!s->draining && (s->app_healthy || !s->ever_registered) && !s->registry)
         dial_registry(s);
 }
 
@@ -113,10 +115,12 @@ void mesh_app_health_changed(sidecar_t *s)
     if (s->draining)
         return;
     if (!s->app_healthy) {
-        /* leave the registry: nobody should find an instance whose app is down */
+        /* leave the registry: nobody should find an instance whose app is down.
+         * A registration still in progress is let finish (registry_opened leaves
+         * at once): aborting it would leave /-/ready waiting for good. */
         lws_sul_cancel(&s->reconnect_timer);
         lws_sul_cancel(&s->heartbeat_timer);
-        if (s->registry)
+        if (s->registry && s->registry_up)
             wsconn_close(s->registry);
     } else if (!s->registry) {
         dial_registry(s);
@@ -143,6 +147,14 @@ static void registry_opened(sidecar_t *s)
     else
         LOG_INFO("registered with the registry again", "registry=%s", s->cfg.registry);
     s->ever_registered = true;
+    if (!s->app_healthy) {
+        /* the app went down while we were registering: we have reached the
+         * registry (so /-/ready may pass and a native pod can start its app), but
+         * nobody should find an app that is down — leave again at once */
+        LOG_INFO("app not healthy: leaving the registry again", "registry=%s", s->cfg.registry);
+        wsconn_close(s->registry);
+        return;
+    }
     lws_sul_schedule(s->ctx, 0, &s->heartbeat_timer, heartbeat, s->cfg.heartbeat_interval_ms * LWS_US_PER_MS);
 }
 
@@ -152,7 +164,7 @@ static void registry_closed(sidecar_t *s)
     s->registry = NULL;
     s->registry_up = false;
     lws_sul_cancel(&s->heartbeat_timer);
-    if (s->draining || !s->app_healthy)
+    if (s->draining || (!s->app_healthy && s->ever_registered))
         return;
     if (was_up) {
         s->stats.registry_disconnects++;
