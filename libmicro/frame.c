@@ -7,14 +7,25 @@
 
 static const jspan_t NONE = {NULL, 0, JT_NONE};
 
+/* One pass over the members of `data`; the last occurrence of a key wins, as in
+ * JavaScript. (One jobj_get per field would walk the payload once per field.) */
 static int decode_request(frame_t *f)
 {
     if (f->data.t != JT_OBJECT)
         return FRAME_E_SHAPE;
-    if (!jobj_get(f->data, "url", &f->url) || f->url.t != JT_STRING || f->url.n <= 2)
+    jiter_t it;
+    jspan_t k, v;
+    f->url = NONE;
+    f->payload = NONE;
+    jobj_iter(&it, f->data);
+    while (jobj_next(&it, &k, &v)) {
+        if (jstr_eq(k, "url"))
+            f->url = v;
+        else if (jstr_eq(k, "data"))
+            f->payload = v;
+    }
+    if (f->url.t != JT_STRING || f->url.n <= 2)
         return FRAME_E_SHAPE;
-    if (!jobj_get(f->data, "data", &f->payload))
-        f->payload = NONE;
     return FRAME_OK;
 }
 
@@ -22,8 +33,22 @@ static int decode_response(frame_t *f)
 {
     if (f->data.t != JT_OBJECT)
         return FRAME_E_SHAPE;
-    if (!jobj_get(f->data, "status", &f->status_raw))
-        return FRAME_E_SHAPE;
+    jiter_t it;
+    jspan_t k, v, ra = NONE;
+    f->status_raw = NONE;
+    f->result = NONE;
+    f->message = NONE;
+    jobj_iter(&it, f->data);
+    while (jobj_next(&it, &k, &v)) {
+        if (jstr_eq(k, "status"))
+            f->status_raw = v;
+        else if (jstr_eq(k, "data"))
+            f->result = v;
+        else if (jstr_eq(k, "message"))
+            f->message = v;
+        else if (jstr_eq(k, "retryAfter"))
+            ra = v;
+    }
     if (f->status_raw.t == JT_NUMBER) {
         /* The reference tests status !== 200: 200.0 is 200, 200.5 is a failure.
          * A non-integral or absurd status counts as non-numeric (0). */
@@ -35,12 +60,9 @@ static int decode_response(frame_t *f)
     } else {
         return FRAME_E_SHAPE;
     }
-    if (!jobj_get(f->data, "data", &f->result))
-        f->result = NONE;
-    if (!jobj_get(f->data, "message", &f->message) || f->message.t != JT_STRING)
+    if (f->message.t != JT_STRING)
         f->message = NONE;
-    jspan_t ra;
-    if (jobj_get(f->data, "retryAfter", &ra) && (jnum_double(ra, &f->retry_after) || !(f->retry_after > 0)))
+    if (ra.t != JT_NUMBER || jnum_double(ra, &f->retry_after) || !(f->retry_after > 0))
         f->retry_after = 0;
     return FRAME_OK;
 }

@@ -1,6 +1,7 @@
 #include "jscan.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -217,28 +218,39 @@ int jscan_validate(const char *p, size_t n, jspan_t *root, size_t *errpos)
     return -1;
 }
 
+/* From an opening quote of a validated string to just past its closing quote:
+ * memchr to each quote, which is the end unless an odd run of backslashes
+ * escapes it. */
+static const char *skip_string(const char *p, const char *end)
+{
+    for (p++; p < end;) {
+        const char *q = memchr(p, '"', (size_t)(end - p));
+        if (!q)
+            return end;
+        size_t bs = 0;
+        while (q - bs > p && q[-1 - (ptrdiff_t)bs] == '\\')
+            bs++;
+        if (!(bs & 1))
+            return q + 1;
+        p = q + 1;
+    }
+    return end;
+}
+
 /* Skips one already-validated value; cheap because no checks are repeated. */
 static const char *skip_value(const char *p, const char *end, jtype_t *t)
 {
     switch (*p) {
     case '"':
         *t = JT_STRING;
-        for (p++; p < end; p++) {
-            if (*p == '\\')
-                p++;
-            else if (*p == '"')
-                return p + 1;
-        }
-        return end;
+        return skip_string(p, end);
     case '{':
     case '[': {
         *t = *p == '{' ? JT_OBJECT : JT_ARRAY;
         int depth = 0;
         for (; p < end; p++) {
             if (*p == '"') {
-                for (p++; p < end && *p != '"'; p++)
-                    if (*p == '\\')
-                        p++;
+                p = skip_string(p, end) - 1;
             } else if (*p == '{' || *p == '[') {
                 depth++;
             } else if (*p == '}' || *p == ']') {

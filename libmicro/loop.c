@@ -1,10 +1,12 @@
 #include "loop.h"
 
+#include <ev.h>
 #include <signal.h>
 #include <string.h>
 
 static volatile sig_atomic_t got_signal;
 static struct lws_context *sig_ctx;
+static struct ev_loop *evloop; /* NULL: lws's own poll() loop */
 
 static void on_signal(int sig)
 {
@@ -13,16 +15,39 @@ static void on_signal(int sig)
         lws_cancel_service(sig_ctx); /* writes to lws's event pipe: async-signal-safe */
 }
 
-struct lws_context *loop_create(void)
+struct lws_context *loop_create(bool epoll)
 {
     struct lws_context_creation_info info;
+    void *foreign[1];
     memset(&info, 0, sizeof(info));
+    if (epoll) {
+        evloop = ev_loop_new(EVBACKEND_EPOLL);
+        if (!evloop)
+            return NULL;
+        foreign[0] = evloop;
+        info.foreign_loops = foreign;
+    }
     /* No TLS: the mesh runs inside the pod network; skipping OpenSSL and the CA
      * store keeps start-up to a few milliseconds. */
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+    if (epoll)
+        info.options |= LWS_SERVER_OPTION_LIBEV;
     info.count_threads = 1;
     info.timeout_secs = 10;
-    return lws_create_context(&info);
+    struct lws_context *ctx = lws_create_context(&info);
+    if (!ctx && evloop) {
+        ev_loop_destroy(evloop);
+        evloop = NULL;
+    }
+    return ctx;
+}
+
+void loop_run_once(struct lws_context *ctx)
+{
+    if (evloop)
+        ev_run(evloop, EVRUN_ONCE);
+    else
+        lws_service(ctx, 0);
 }
 
 void loop_install_signals(struct lws_context *ctx)
@@ -43,4 +68,8 @@ void loop_destroy(struct lws_context *ctx)
 {
     sig_ctx = NULL;
     lws_context_destroy(ctx);
+    if (evloop) {
+        ev_loop_destroy(evloop);
+        evloop = NULL;
+    }
 }

@@ -7,7 +7,13 @@
 #include <libwebsockets.h>
 #include <stdbool.h>
 
-struct lws_context *loop_create(void);
+/* epoll: drive lws from a libev loop (epoll) instead of lws's own poll(), so a
+ * pass costs the ready descriptors, not all open ones — the registry holds
+ * thousands of idle connections. The sidecar keeps poll(): libmicrohttpd's
+ * descriptor adopted into the loop needs lws's own timer servicing. */
+struct lws_context *loop_create(bool epoll);
+/* Runs one pass: waits for events or the next timer and handles them. */
+void loop_run_once(struct lws_context *ctx);
 /* SIGTERM/SIGINT request a stop; SIGPIPE is ignored. */
 void loop_install_signals(struct lws_context *ctx);
 /* 0 while running; the signal number once one arrived. */

@@ -21,6 +21,7 @@ static wsconn_t *conn_new(wsnet_t *n, void *user)
         return NULL;
     c->net = n;
     c->user = user;
+    c->ns = "";
     sbuf_init(&c->rx, 0, n->max_frame);
     modem_init(&c->modem, n->ctx, (modem_send_t)wsconn_send, c, n->max_pending);
     return c;
@@ -55,6 +56,8 @@ static void conn_finish(wsconn_t *c)
         n->ops->on_close(c);
     queue_clear(c);
     sbuf_free(&c->rx);
+    if (c->ns && *c->ns)
+        free(c->ns);
     free(c);
 }
 
@@ -295,8 +298,13 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (!c)
             return -1;
         addr_parse_handshake(path, strlen(path), &c->peer, &ns, &nslen);
-        memcpy(c->ns, ns, nslen);
-        c->ns[nslen] = '\0';
+        c->ns = strndup(ns, nslen);
+        if (!c->ns) {
+            c->ns = "";
+            sbuf_free(&c->rx);
+            free(c);
+            return -1;
+        }
         addr_format_key(c->peer.host, c->peer.port, c->key, sizeof(c->key));
         c->wsi = wsi;
         lws_set_opaque_user_data(wsi, c);

@@ -76,7 +76,7 @@ struct wsconn {
     bool         dial_failed;    /* lws failed it synchronously */
     addr_t       peer;           /* identity: handshake path (inbound) or dial target */
     char         key[ADDR_KEY_MAX];
-    char         ns[ADDR_NS_MAX]; /* inbound: the caller's namespace */
+    char        *ns;             /* inbound: the caller's namespace ("" outbound) */
     modem_t      modem;
     wsmsg_t     *qhead, *qtail;
     size_t       qbytes;

@@ -52,7 +52,7 @@ int main(int argc, char **argv)
     log_route_lws();
     long nofile = raise_nofile_limit();
 
-    struct lws_context *ctx = loop_create();
+    struct lws_context *ctx = loop_create(true);
     if (!ctx) {
         LOG_ERROR("cannot create the event loop");
         return 1;
@@ -68,15 +68,14 @@ int main(int argc, char **argv)
              r.cfg.port, MICRO_VERSION, nofile);
 
     while (!loop_signal())
-        if (lws_service(ctx, 0) < 0)
-            break;
+        loop_run_once(ctx);
 
     LOG_INFO("shutting down", "signal=%d instances=%zu", loop_signal(), hmap_len(&r.by_key));
     registry_close_all(&r);
     /* Let the close frames go out, but never wait long for a peer. */
     int64_t deadline = now_ms() + 1000;
     while (r.net.nconns && now_ms() < deadline)
-        lws_service(ctx, 0);
+        loop_run_once(ctx);
     loop_destroy(ctx);
     registry_free(&r);
     cfg_free(options, &r.cfg);

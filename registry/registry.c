@@ -353,7 +353,9 @@ static const wsnet_ops_t registry_ops = {
 };
 
 static struct lws_protocols protocols[] = {
-    {"micro", wsconn_lws_callback, 64, 65536, 0, NULL, 0},
+    /* frames to a registry are small; a bigger one arrives in pieces that wsconn
+     * reassembles. 64 KiB here would be 640 MB of buffers at 10,000 instances. */
+    {"micro", wsconn_lws_callback, 64, 1024, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}
 };
 

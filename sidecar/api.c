@@ -462,6 +462,9 @@ api_t *api_start(sidecar_t *s)
                             MHD_OPTION_SOCK_ADDR, sa,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                            /* headers and the answer's head only: bodies live in our
+                             * own bounded buffers (MHD's default is 32 KiB per connection) */
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
                             MHD_OPTION_NOTIFY_COMPLETED, completed, a,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
                             MHD_OPTION_END);

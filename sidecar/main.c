@@ -233,7 +233,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < s.cfg.routes.n; i++)
         routes_add(s.routes, s.cfg.routes.v[i], NULL);
 
-    s.ctx = loop_create();
+    s.ctx = loop_create(false);
     if (!s.ctx) {
         LOG_ERROR("cannot create the event loop");
         return 1;

@@ -397,8 +397,8 @@ static const wsnet_ops_t mesh_ops = {
 };
 
 static struct lws_protocols protocols[] = {
-    {"micro", wsconn_lws_callback, 64, 65536, 0, NULL, 0},
-    {"micro-app", appclient_lws_callback, 0, 65536, 0, NULL, 0},
+    {"micro", wsconn_lws_callback, 64, 16384, 0, NULL, 0},
+    {"micro-app", appclient_lws_callback, 0, 16384, 0, NULL, 0},
     {"micro-api", api_lws_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}
 };
