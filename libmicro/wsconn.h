@@ -105,7 +105,6 @@ int  wsconn_send(wsconn_t *c, sbuf_t *frame);
 /* True when the handshake's query string carries token=<want> (lws has already
  * URL-decoded it), compared in constant time. */
 bool wsconn_token_ok(struct lws *wsi, const char *want);
-#define mesh_token_ok wsconn_token_ok
 /* Appends "token=<value>" URL-encoded, for a handshake query string. */
 int  wsconn_token_query(const char *token, char *out, size_t outlen);
 

@@ -83,7 +83,7 @@ static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const ch
 {
     registry_t *r = reg_of(n);
     if (r->cfg.mesh_token && *r->cfg.mesh_token) {
-        if (!mesh_token_ok(wsi, r->cfg.mesh_token)) {
+        if (!wsconn_token_ok(wsi, r->cfg.mesh_token)) {
             LOG_WARN("handshake refused: bad mesh token", "caller=%s:%u ns=%s", caller->host, caller->port, ns);
             return -1;
         }

@@ -183,7 +183,7 @@ static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const ch
 {
     sidecar_t *s = sc(n);
     if (s->cfg.mesh_token && *s->cfg.mesh_token) {
-        if (!mesh_token_ok(wsi, s->cfg.mesh_token)) {
+        if (!wsconn_token_ok(wsi, s->cfg.mesh_token)) {
             LOG_WARN("peer refused: bad mesh token", "caller=%s:%u ns=%s", caller->host, caller->port, ns);
             return -1;
         }
