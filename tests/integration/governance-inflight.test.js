@@ -13,23 +13,12 @@
 const assert = require('node:assert/strict');
 const { describe } = require('node:test');
 const m = require('./lib/mesh');
+const concurrent = m.concurrentCalls;
 
 const { h } = m;
 const { test, waitFor } = h;
 
 const SLOW = 1000;
-
-/** Start `n` calls at once; resolve to [{status, body, ms}] in start order. */
-function concurrent(sc, ns, url, n, headers = {}) {
-  return Promise.all(
-    Array.from({ length: n }, async (_, i) => {
-      const t0 = Date.now();
-      const r = await sc.call(ns, url, { i }, headers);
-      r.ms = Date.now() - t0;
-      return r;
-    }),
-  );
-}
 
 async function appCount(echo, url) {
   return (await echo.stats()).by_url[url] || 0;

@@ -14,6 +14,7 @@
 const assert = require('node:assert/strict');
 const { describe } = require('node:test');
 const m = require('./lib/mesh');
+const burst = m.concurrentCalls;
 
 const { h } = m;
 const { test, httpJson } = h;
@@ -44,18 +45,6 @@ async function hammer(sc, ns, url, { ms, concurrency, headers = {} }) {
   agent.destroy();
   const total = Object.values(count).reduce((x, y) => x + y, 0);
   return { count, total, elapsed, latencies, bodies };
-}
-
-/** `n` calls at once (each on its own connection). */
-function burst(sc, ns, url, n, headers = {}) {
-  return Promise.all(
-    Array.from({ length: n }, async (_, i) => {
-      const t0 = Date.now();
-      const r = await sc.call(ns, url, { i }, headers);
-      r.ms = Date.now() - t0;
-      return r;
-    }),
-  );
 }
 
 function pct(sorted, p) {

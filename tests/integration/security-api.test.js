@@ -19,29 +19,8 @@ const http = require('node:http');
 const { describe } = require('node:test');
 const m = require('./lib/mesh');
 
-const { h } = m;
+const { h, withEnv } = m;
 const { test, waitFor, httpJson } = h;
-
-/**
- * Run fn with extra environment variables, which the processes it spawns inherit
- * (lib/mesh.js starts them with the test process's environment). Tests in a file run
- * one after the other, so nothing else spawns meanwhile.
- */
-async function withEnv(env, fn) {
-  const saved = {};
-  for (const [k, v] of Object.entries(env)) {
-    saved[k] = process.env[k];
-    process.env[k] = v;
-  }
-  try {
-    return await fn();
-  } finally {
-    for (const k of Object.keys(env)) {
-      if (saved[k] === undefined) delete process.env[k];
-      else process.env[k] = saved[k];
-    }
-  }
-}
 
 const API_TOKEN = 'api-T0ken.with-Punct_1';
 const APP_TOKEN = 'app-secret-42';

@@ -18,28 +18,10 @@ const assert = require('node:assert/strict');
 const { describe } = require('node:test');
 const m = require('./lib/mesh');
 
-const { h, HOST } = m;
+const { h, HOST, withEnv } = m;
 const { test, waitFor, httpJson } = h;
 
-/** Run fn with extra environment variables for the processes it spawns (see security-api.test.js). */
-async function withEnv(env, fn) {
-  const saved = {};
-  for (const [k, v] of Object.entries(env)) {
-    saved[k] = process.env[k];
-    process.env[k] = v;
-  }
-  try {
-    return await fn();
-  } finally {
-    for (const k of Object.keys(env)) {
-      if (saved[k] === undefined) delete process.env[k];
-      else process.env[k] = saved[k];
-    }
-  }
-}
-
 const MESH_TOKEN = 'mesh-Secret_7';
-const MESH_TOKEN_BUG = 'product bug: the token check compares "token=<value>" with the token (lws_get_urlarg_by_name returns the value after "name=", the code compares the whole buffer), so even the right token is refused';
 
 /** A raw peer that must be refused: closed without ever opening, and never listed. */
 async function assertRefused(registry, host, port, ns, opts, what) {

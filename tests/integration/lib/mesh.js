@@ -331,6 +331,39 @@ function logLines(proc, re) {
     .join('\n');
 }
 
+/**
+ * Run fn with extra environment variables, which the processes it spawns inherit
+ * (processes here start with the test process's environment). Tests in a file run
+ * one after the other, so nothing else spawns meanwhile.
+ */
+async function withEnv(env, fn) {
+  const saved = {};
+  for (const [k, v] of Object.entries(env)) {
+    saved[k] = process.env[k];
+    process.env[k] = v;
+  }
+  try {
+    return await fn();
+  } finally {
+    for (const k of Object.keys(env)) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  }
+}
+
+/** Start `n` calls through sidecar sc at once; resolve to [{status, body, ms}] in start order. */
+function concurrentCalls(sc, ns, url, n, headers = {}) {
+  return Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const t0 = Date.now();
+      const r = await sc.call(ns, url, { i }, headers);
+      r.ms = Date.now() - t0;
+      return r;
+    }),
+  );
+}
+
 module.exports = {
   HOST,
   h,
@@ -350,4 +383,6 @@ module.exports = {
   postWithAgent,
   UUID_RE,
   logLines,
+  withEnv,
+  concurrentCalls,
 };
