@@ -20,6 +20,8 @@ struct api {
     lws_sorted_usec_list_t run_timer;
     size_t              suspended;
     size_t              live;      /* requests not yet completed (answer not yet sent) */
+    bool                in_run;    /* inside MHD_run: MHD is not re-entrant */
+    bool                run_pending; /* run MHD once the loop pass is over */
 };
 
 typedef struct apireq {
@@ -39,6 +41,7 @@ typedef struct apireq {
 } apireq_t;
 
 static void run_soon(api_t *a);
+static void run(lws_sorted_usec_list_t *sul);
 
 /* ---- answers ---- */
 
@@ -405,19 +408,48 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- the loop integration ---- */
 
-static void run(lws_sorted_usec_list_t *sul)
+/* MHD runs once per loop pass, after lws has handled the pass's events and the
+ * finished calls have been delivered (sidecar/main.c), however many of its
+ * connections were resumed or became ready: a pass with 64 answers costs one
+ * MHD_run, not 64. Inside, the run repeats while MHD reports more work right
+ * away (a timeout of 0: a connection moves one state per run, e.g. answer sent
+ * -> ready for the next request), bounded so MHD cannot starve the mesh; then a
+ * timer covers MHD's own timeouts. */
+static void run_now(api_t *a)
 {
-    api_t *a = lws_container_of(sul, api_t, run_timer);
-    MHD_run(a->d);
-    MHD_UNSIGNED_LONG_LONG ms = 1000;
-    if (MHD_get_timeout(a->d, &ms) != MHD_YES || ms > 1000)
+    if (a->in_run)
+        return;
+    a->in_run = true;
+    a->run_pending = false;
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    for (int pass = 0; pass < 4 && ms == 0; pass++) {
+        MHD_run(a->d);
+        if (MHD_get_timeout(a->d, &ms) != MHD_YES)
+            ms = 1000;
+    }
+    a->in_run = false;
+    if (ms > 1000)
         ms = 1000; /* a periodic pass keeps MHD's idle timeouts honest */
     lws_sul_schedule(a->s->ctx, 0, &a->run_timer, run, (lws_usec_t)ms * LWS_US_PER_MS + 1);
 }
 
+static void run(lws_sorted_usec_list_t *sul)
+{
+    run_soon(lws_container_of(sul, api_t, run_timer));
+}
+
 static void run_soon(api_t *a)
 {
-    lws_sul_schedule(a->s->ctx, 0, &a->run_timer, run, 1);
+    a->run_pending = true;
+    sidecar_kick(a->s);
+}
+
+bool api_after_pass(api_t *a)
+{
+    if (!a || !a->run_pending || a->in_run)
+        return false;
+    run_now(a);
+    return true;
 }
 
 int api_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -428,7 +460,7 @@ int api_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
     (void)in;
     (void)len;
     if (a && reason == LWS_CALLBACK_RAW_RX_FILE)
-        run(&a->run_timer);
+        run_soon(a);
     return 0;
 }
 
@@ -479,7 +511,7 @@ api_t *api_start(sidecar_t *s)
     if (!a->wsi)
         goto fail;
     lws_set_opaque_user_data(a->wsi, a);
-    run_soon(a);
+    run_now(a);
     return a;
 fail:
     if (a->d)

@@ -50,10 +50,14 @@ struct call {
     double         retry_after;
     size_t         nexcluded;     /* peers the breaker left out of this attempt */
     nsstate_t     *nss;
-    lws_sorted_usec_list_t deliver;
+    call_t        *ripe_next;     /* on the ripe list: finished, not yet delivered */
 };
 
 static call_t *live;
+/* Finished calls wait here, in order, until the loop pass that finished them is
+ * over (call_deliver_ripe): an outcome is never delivered from inside
+ * call_start or an lws callback, so no caller sees its callback re-entered. */
+static call_t *ripe_head, **ripe_tail = &ripe_head;
 
 static nsstate_t *nsstate(sidecar_t *s, const char *ns)
 {
@@ -74,8 +78,16 @@ static nsstate_t *nsstate(sidecar_t *s, const char *ns)
     return n;
 }
 
+static void call_free(call_t *c);
+
 void call_free_state(sidecar_t *s)
 {
+    while (ripe_head) { /* finished at exit: nobody is left to tell */
+        call_t *c = ripe_head;
+        ripe_head = c->ripe_next;
+        call_free(c);
+    }
+    ripe_tail = &ripe_head;
     void *v;
     for (size_t it = 0; (it = hmap_next(&s->nsstate, it, &v)) != 0;)
         free(v);
@@ -97,7 +109,6 @@ static void unlink_call(call_t *c)
 
 static void call_free(call_t *c)
 {
-    lws_sul_cancel(&c->deliver);
     unlink_call(c);
     c->s->calls_inflight--;
     if (c->nss)
@@ -107,9 +118,8 @@ static void call_free(call_t *c)
     free(c);
 }
 
-static void deliver(lws_sorted_usec_list_t *sul)
+static void deliver(call_t *c)
 {
-    call_t *c = lws_container_of(sul, call_t, deliver);
     sidecar_t *s = c->s;
     if (c->status == CALL_OK)
         s->stats.calls_ok++;
@@ -137,7 +147,24 @@ static void finish(call_t *c, int status, const char *msg)
     c->status = status;
     if (msg && msg != c->message)
         snprintf(c->message, sizeof(c->message), "%s", msg);
-    lws_sul_schedule(c->s->ctx, 0, &c->deliver, deliver, 1);
+    c->ripe_next = NULL;
+    *ripe_tail = c;
+    ripe_tail = &c->ripe_next;
+    sidecar_kick(c->s);
+}
+
+bool call_deliver_ripe(void)
+{
+    if (!ripe_head)
+        return false;
+    while (ripe_head) {
+        call_t *c = ripe_head;
+        ripe_head = c->ripe_next;
+        if (!ripe_head)
+            ripe_tail = &ripe_head;
+        deliver(c); /* may finish more calls: they join the tail */
+    }
+    return true;
 }
 
 static const char *default_message(int status)

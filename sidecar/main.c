@@ -135,6 +135,40 @@ static int first_ipv4(char *out, size_t len)
 
 static void drain_step(lws_sorted_usec_list_t *sul);
 
+static void kicked(lws_sorted_usec_list_t *sul)
+{
+    lws_container_of(sul, sidecar_t, kick)->kick_armed = false; /* the wait is over: that was all */
+}
+
+void sidecar_kick(sidecar_t *s)
+{
+    if (!s->kick_armed) {
+        s->kick_armed = true;
+        lws_sul_schedule(s->ctx, 0, &s->kick, kicked, 1);
+    }
+}
+
+/* Work that waits for the end of a loop pass: outcomes of finished calls, then
+ * one libmicrohttpd run for everything they resumed. Each may make more of the
+ * other (an answer sent lets MHD read the next request, which may fail at once);
+ * after a few rounds the rest waits for the next pass, which the kick keeps from
+ * sleeping. */
+static void after_pass(sidecar_t *s)
+{
+    for (int round = 0; round < 8; round++) {
+        bool did = call_deliver_ripe();
+        did = api_after_pass(s->api) || did;
+        if (!did) {
+            if (s->kick_armed) {
+                lws_sul_cancel(&s->kick);
+                s->kick_armed = false;
+            }
+            return;
+        }
+    }
+    sidecar_kick(s);
+}
+
 static bool drained(sidecar_t *s)
 {
     return !s->calls_inflight && !s->inbound_inflight && !api_inflight(s->api);
@@ -256,6 +290,7 @@ int main(int argc, char **argv)
     while (!s.done || s.draining) {
         if (lws_service(s.ctx, 0) < 0)
             break;
+        after_pass(&s);
         if (loop_signal() && !s.draining)
             begin_drain(&s);
         if (s.done && s.draining && (drained(&s) || now_ms() >= s.drain_deadline_ms + 300) &&

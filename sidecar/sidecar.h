@@ -108,6 +108,8 @@ typedef struct sidecar {
     int64_t   started_ms;
     int64_t   drain_deadline_ms;
     lws_sorted_usec_list_t heartbeat_timer, reconnect_timer, drain_timer, health_timer;
+    lws_sorted_usec_list_t kick; /* armed while end-of-pass work waits (sidecar_kick) */
+    bool        kick_armed;
     bool      app_healthy;     /* true unless health checks say otherwise */
     bool      app_seen_healthy;/* a health check has passed since start */
     int       health_failures; /* in a row */
@@ -199,6 +201,13 @@ void call_detach(call_t *c);
 void call_abort_all(sidecar_t *s);
 int  call_http_status(int status);   /* CALL_* → HTTP status for the local API */
 void call_free_state(sidecar_t *s);
+/* Delivers the outcomes of calls finished during the last loop pass; false when
+ * there were none. Run by the main loop after every pass. */
+bool call_deliver_ripe(void);
+/* There is end-of-pass work (a finished call, an MHD run): keeps the loop's next
+ * wait from sleeping when the work was made by a timer that lws ran just before
+ * its poll(). Cheap: a timer insert, cancelled when the work is done. */
+void sidecar_kick(sidecar_t *s);
 
 /* routes.c */
 routes_t *routes_new(const char *app_url);
@@ -271,6 +280,9 @@ int api_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
                      size_t len);
 void api_stop(api_t *a);
 size_t api_inflight(api_t *a);
+/* Runs libmicrohttpd if anything asked for it during the pass (its descriptor
+ * was ready, a call resumed, its timer fired); false when nothing did. */
+bool api_after_pass(api_t *a);
 
 /* probes.c */
 void probe_health(sidecar_t *s, sbuf_t *b);
