@@ -42,6 +42,42 @@ struct lws_context *loop_create(bool epoll)
     return ctx;
 }
 
+static void timer_from_sul(lws_sorted_usec_list_t *sul)
+{
+    loop_timer_t *t = lws_container_of(sul, loop_timer_t, sul);
+    t->cb(t);
+}
+
+static void timer_from_ev(struct ev_loop *l, ev_timer *w, int revents)
+{
+    loop_timer_t *t = lws_container_of(w, loop_timer_t, ev);
+    (void)l;
+    (void)revents;
+    t->cb(t);
+}
+
+void loop_timer_schedule(struct lws_context *ctx, loop_timer_t *t, loop_timer_cb cb, int64_t us)
+{
+    t->cb = cb;
+    if (us < 1)
+        us = 1;
+    if (evloop) {
+        ev_timer_stop(evloop, &t->ev);
+        ev_timer_init(&t->ev, timer_from_ev, (ev_tstamp)us / 1e6, 0.);
+        ev_timer_start(evloop, &t->ev);
+    } else {
+        lws_sul_schedule(ctx, 0, &t->sul, timer_from_sul, us);
+    }
+}
+
+void loop_timer_cancel(loop_timer_t *t)
+{
+    if (evloop)
+        ev_timer_stop(evloop, &t->ev);
+    else
+        lws_sul_cancel(&t->sul);
+}
+
 void loop_run_once(struct lws_context *ctx)
 {
     if (evloop)

@@ -1,17 +1,35 @@
 /* loop: the event loop both binaries run — one lws context serviced by the main
- * thread — and the signal handling that ends it. Handlers only set a flag and
- * wake the loop (lws_cancel_service); the loop acts on the flag. */
+ * thread — its timers, and the signal handling that ends it. Handlers only set
+ * a flag and wake the loop (lws_cancel_service); the loop acts on the flag. */
 #ifndef MICRO_LOOP_H
 #define MICRO_LOOP_H
 
+#include <ev.h>
 #include <libwebsockets.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 /* epoll: drive lws from a libev loop (epoll) instead of lws's own poll(), so a
- * pass costs the ready descriptors, not all open ones — the registry holds
- * thousands of idle connections. The sidecar keeps poll(): libmicrohttpd's
- * descriptor adopted into the loop needs lws's own timer servicing. */
+ * pass costs the ready descriptors, not all open ones: the registry holds
+ * thousands of idle connections, a busy provider's sidecar hundreds of peers.
+ * false: lws's own poll() loop (tests, and the fallback). */
 struct lws_context *loop_create(bool epoll);
+
+/* A one-shot timer on the loop. Our code uses these, never lws_sul_* directly:
+ * lws 4.1's libev glue re-arms its single timer with ev_timer_set() while the
+ * timer is running, so a sul scheduled earlier than the one already armed waits
+ * for that one (up to its full delay). On the libev loop these are plain
+ * ev_timers; on lws's poll() loop they are suls. A zeroed timer may be
+ * cancelled; scheduling a scheduled timer moves it. */
+typedef struct loop_timer loop_timer_t;
+typedef void (*loop_timer_cb)(loop_timer_t *t);
+struct loop_timer {
+    lws_sorted_usec_list_t sul;
+    ev_timer               ev;
+    loop_timer_cb          cb;
+};
+void loop_timer_schedule(struct lws_context *ctx, loop_timer_t *t, loop_timer_cb cb, int64_t us);
+void loop_timer_cancel(loop_timer_t *t);
 /* Runs one pass: waits for events or the next timer and handles them. */
 void loop_run_once(struct lws_context *ctx);
 /* SIGTERM/SIGINT request a stop; SIGPIPE is ignored. */

@@ -4,7 +4,7 @@
 #include <string.h>
 
 typedef struct modem_req {
-    lws_sorted_usec_list_t sul; /* first: the timer callback gets this pointer */
+    loop_timer_t sul; /* first: the timer callback gets this pointer */
     uint64_t   id;
     modem_t   *m;
     modem_cb_t cb;
@@ -42,13 +42,13 @@ static int send_frame(modem_t *m, sbuf_t *b)
 
 static void req_free(modem_req_t *r)
 {
-    lws_sul_cancel(&r->sul);
+    loop_timer_cancel(&r->sul);
     free(r);
 }
 
-static void on_timeout(lws_sorted_usec_list_t *sul)
+static void on_timeout(loop_timer_t *t)
 {
-    modem_req_t *r = (modem_req_t *)sul;
+    modem_req_t *r = (modem_req_t *)t;
     modem_t *m = r->m;
     hmap_del(&m->pending, &r->id, sizeof(r->id));
     sbuf_t b;
@@ -97,7 +97,7 @@ int modem_request(modem_t *m, const char *url, size_t url_len, const char *paylo
         ocb(oarg, MODEM_E_CLOSED, NULL);
     }
     if (timeout_ms > 0)
-        lws_sul_schedule(m->ctx, 0, &r->sul, on_timeout, timeout_ms * LWS_US_PER_MS);
+        loop_timer_schedule(m->ctx, &r->sul, on_timeout, timeout_ms * LWS_US_PER_MS);
     if (id_out)
         *id_out = r->id;
     return 0;
@@ -147,7 +147,7 @@ void modem_close(modem_t *m)
     void *v;
     for (size_t it = 0; (it = hmap_next(&pending, it, &v)) != 0;) {
         modem_req_t *r = v;
-        lws_sul_cancel(&r->sul);
+        loop_timer_cancel(&r->sul);
     }
     for (size_t it = 0; (it = hmap_next(&pending, it, &v)) != 0;) {
         modem_req_t *r = v;

@@ -8,6 +8,7 @@
 
 #include "frame.h"
 #include "hmap.h"
+#include "loop.h"
 
 #include <libwebsockets.h>
 #include <stdint.h>

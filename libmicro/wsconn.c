@@ -42,7 +42,7 @@ static void queue_clear(wsconn_t *c)
 static void conn_finish(wsconn_t *c)
 {
     wsnet_t *n = c->net;
-    lws_sul_cancel(&c->dial_timer);
+    loop_timer_cancel(&c->dial_timer);
     if (c->wsi)
         lws_set_opaque_user_data(c->wsi, NULL);
     c->wsi = NULL;
@@ -74,6 +74,20 @@ int wsconn_send(wsconn_t *c, sbuf_t *frame)
     size_t len = frame->len;
     if (frame->head != WSMSG_HEADROOM || !frame->buf)
         return -1;
+    /* Nothing queued and nothing half-sent: write now instead of waiting a loop
+     * pass for WRITEABLE (on epoll that wait also costs two epoll_ctl). A short
+     * write is kept by lws, which asks for WRITEABLE itself and finishes it before
+     * anything else goes out; later frames queue behind it as usual. */
+    if (c->established && !c->qhead && !lws_partial_buffered(c->wsi)) {
+        int w = lws_write(c->wsi, (unsigned char *)sbuf_data(frame), len, LWS_WRITE_TEXT);
+        sbuf_free(frame);
+        if (w < 0) { /* the socket is gone: close it, the close fails what it carried */
+            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            return -1;
+        }
+        c->net->stats.frames_out++;
+        return 0;
+    }
     wsmsg_t *m = (wsmsg_t *)sbuf_steal(frame);
     m->next = NULL;
     m->len = len;
@@ -178,7 +192,7 @@ static void established(wsconn_t *c)
 {
     c->established = true;
     c->net->nconns++;
-    lws_sul_cancel(&c->dial_timer);
+    loop_timer_cancel(&c->dial_timer);
     if (c->net->ops->on_open)
         c->net->ops->on_open(c);
     if (c->qhead && c->wsi)
@@ -367,9 +381,9 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 
 /* ---- dialing ---- */
 
-static void dial_timeout(lws_sorted_usec_list_t *sul)
+static void dial_timeout(loop_timer_t *t)
 {
-    wsconn_t *c = lws_container_of(sul, wsconn_t, dial_timer);
+    wsconn_t *c = lws_container_of(t, wsconn_t, dial_timer);
     if (c->established || !c->wsi)
         return;
     LOG_DEBUG("handshake timeout", "peer=%s", c->key);
@@ -413,7 +427,7 @@ wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
         return NULL;
     }
     if (handshake_timeout_ms > 0)
-        lws_sul_schedule(n->ctx, 0, &c->dial_timer, dial_timeout, handshake_timeout_ms * LWS_US_PER_MS);
+        loop_timer_schedule(n->ctx, &c->dial_timer, dial_timeout, handshake_timeout_ms * LWS_US_PER_MS);
     return c;
 }
 

@@ -81,7 +81,7 @@ struct wsconn {
     wsmsg_t     *qhead, *qtail;
     size_t       qbytes;
     sbuf_t       rx;
-    lws_sorted_usec_list_t dial_timer;
+    loop_timer_t dial_timer;
     void        *user;           /* the owner's per-connection state */
 };
 

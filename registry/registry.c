@@ -308,9 +308,9 @@ static void on_http(wsnet_t *n, const char *path, http_reply_t *rep)
 
 /* ---- the sweep ---- */
 
-static void sweep(lws_sorted_usec_list_t *sul)
+static void sweep(loop_timer_t *t)
 {
-    registry_t *r = lws_container_of(sul, registry_t, sweep);
+    registry_t *r = lws_container_of(t, registry_t, sweep);
     int64_t now = now_ms();
     void *v;
     /* Collect first: dropping entries while iterating would move slots. */
@@ -341,7 +341,7 @@ static void sweep(lws_sorted_usec_list_t *sul)
         free(in);
     }
     free(stale);
-    lws_sul_schedule(r->net.ctx, 0, &r->sweep, sweep, r->cfg.sweep_interval_ms * LWS_US_PER_MS);
+    loop_timer_schedule(r->net.ctx, &r->sweep, sweep, r->cfg.sweep_interval_ms * LWS_US_PER_MS);
 }
 
 static const wsnet_ops_t registry_ops = {
@@ -374,14 +374,14 @@ int registry_start(registry_t *r, struct lws_context *ctx)
     protocols[0].user = &r->net;
     if (wsnet_listen(&r->net, "registry", r->cfg.bind, (int)r->cfg.port, protocols))
         return -1;
-    lws_sul_schedule(ctx, 0, &r->sweep, sweep, r->cfg.sweep_interval_ms * LWS_US_PER_MS);
+    loop_timer_schedule(ctx, &r->sweep, sweep, r->cfg.sweep_interval_ms * LWS_US_PER_MS);
     return 0;
 }
 
 void registry_close_all(registry_t *r)
 {
     void *v;
-    lws_sul_cancel(&r->sweep);
+    loop_timer_cancel(&r->sweep);
     for (size_t it = 0; (it = hmap_next(&r->by_key, it, &v)) != 0;)
         wsconn_close(((instance_t *)v)->conn);
 }

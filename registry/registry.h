@@ -31,7 +31,7 @@ typedef struct registry {
     hmap_t   by_key;   /* "host:port" → instance */
     hmap_t   by_ns;    /* namespace → nsentry */
     int64_t  started_ms;
-    lws_sorted_usec_list_t sweep;
+    loop_timer_t sweep;
     uint64_t finds, find_misses, heartbeats, evictions, replaced;
 } registry_t;
 

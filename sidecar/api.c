@@ -17,7 +17,7 @@ struct api {
     sidecar_t          *s;
     struct MHD_Daemon  *d;
     struct lws         *wsi;
-    lws_sorted_usec_list_t run_timer;
+    loop_timer_t run_timer;
     size_t              suspended;
     size_t              live;      /* requests not yet completed (answer not yet sent) */
     bool                in_run;    /* inside MHD_run: MHD is not re-entrant */
@@ -41,7 +41,7 @@ typedef struct apireq {
 } apireq_t;
 
 static void run_soon(api_t *a);
-static void run(lws_sorted_usec_list_t *sul);
+static void run(loop_timer_t *t);
 
 /* ---- answers ---- */
 
@@ -430,12 +430,12 @@ static void run_now(api_t *a)
     a->in_run = false;
     if (ms > 1000)
         ms = 1000; /* a periodic pass keeps MHD's idle timeouts honest */
-    lws_sul_schedule(a->s->ctx, 0, &a->run_timer, run, (lws_usec_t)ms * LWS_US_PER_MS + 1);
+    loop_timer_schedule(a->s->ctx, &a->run_timer, run, (lws_usec_t)ms * LWS_US_PER_MS + 1);
 }
 
-static void run(lws_sorted_usec_list_t *sul)
+static void run(loop_timer_t *t)
 {
-    run_soon(lws_container_of(sul, api_t, run_timer));
+    run_soon(lws_container_of(t, api_t, run_timer));
 }
 
 static void run_soon(api_t *a)
@@ -528,7 +528,7 @@ void api_stop(api_t *a)
 {
     if (!a)
         return;
-    lws_sul_cancel(&a->run_timer);
+    loop_timer_cancel(&a->run_timer);
     if (a->wsi) {
         lws_set_opaque_user_data(a->wsi, NULL);
         /* lws must not close MHD's epoll fd: MHD_stop_daemon does */

@@ -25,7 +25,7 @@ struct app_req {
     app_done_t  done;
     void       *arg;
     bool        queued;
-    lws_sorted_usec_list_t timer; /* app timeout, or a deferred failure */
+    loop_timer_t timer; /* app timeout, or a deferred failure */
     int         fail_status;     /* for the deferred path */
     const char *fail_error;
 };
@@ -75,7 +75,7 @@ size_t appclient_connections(appclient_t *a) { return a->nconns; }
 
 static void req_free(app_req_t *r)
 {
-    lws_sul_cancel(&r->timer);
+    loop_timer_cancel(&r->timer);
     free(r->out);
     free(r);
 }
@@ -130,9 +130,9 @@ static void detach(app_req_t *r)
     }
 }
 
-static void on_timeout(lws_sorted_usec_list_t *sul)
+static void on_timeout(loop_timer_t *t)
 {
-    app_req_t *r = lws_container_of(sul, app_req_t, timer);
+    app_req_t *r = lws_container_of(t, app_req_t, timer);
     if (r->fail_error) { /* a failure deferred out of appclient_post */
         fail(r, r->fail_status, r->fail_error);
         return;
@@ -148,8 +148,18 @@ static void assign(appconn_t *c, app_req_t *r)
     c->written = false;
     r->conn = c;
     http1_resp_reset(&c->resp);
-    if (c->connected)
+    if (!c->connected)
+        return; /* RAW_CONNECTED asks for WRITEABLE */
+    if (lws_partial_buffered(c->wsi)) {
         lws_callback_on_writable(c->wsi);
+        return;
+    }
+    /* An idle keep-alive connection: write now rather than a loop pass later. A
+     * short write is finished by lws; a failed one closes the connection, and the
+     * close fails or retries r as any dropped connection does. */
+    c->written = true;
+    if (lws_write(c->wsi, (unsigned char *)r->out + LWS_PRE, r->outlen, LWS_WRITE_RAW) < 0)
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
 /* Opens a connection for r. Returns 0, or 1 when it failed at once (r untouched). */
@@ -238,7 +248,7 @@ static void pool_next(appclient_t *a, pool_t *p)
         if (dial(a, p, r) > 0) {
             r->fail_status = 0;
             r->fail_error = "cannot connect to the app";
-            lws_sul_schedule(a->s->ctx, 0, &r->timer, on_timeout, 1);
+            loop_timer_schedule(a->s->ctx, &r->timer, on_timeout, 1);
         }
     }
 }
@@ -451,7 +461,7 @@ app_req_t *appclient_request(appclient_t *a, const char *method, const char *tar
         tmo = 0;
     }
     /* A deferred failure fires at once; otherwise the app timeout. */
-    lws_sul_schedule(a->s->ctx, 0, &r->timer, on_timeout, tmo > 0 ? tmo * LWS_US_PER_MS : 1);
+    loop_timer_schedule(a->s->ctx, &r->timer, on_timeout, tmo > 0 ? tmo * LWS_US_PER_MS : 1);
     return r;
 }
 

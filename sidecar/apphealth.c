@@ -59,9 +59,9 @@ static void checked(void *arg, const app_result_t *r)
         schedule(s, interval(s));
 }
 
-static void tick(lws_sorted_usec_list_t *sul)
+static void tick(loop_timer_t *t)
 {
-    sidecar_t *s = lws_container_of(sul, sidecar_t, health_timer);
+    sidecar_t *s = lws_container_of(t, sidecar_t, health_timer);
     if (s->draining || s->health_req)
         return;
     app_headers_t h = {.token = s->cfg.app_token};
@@ -73,7 +73,7 @@ static void tick(lws_sorted_usec_list_t *sul)
 
 static void schedule(sidecar_t *s, int64_t ms)
 {
-    lws_sul_schedule(s->ctx, 0, &s->health_timer, tick, ms * LWS_US_PER_MS);
+    loop_timer_schedule(s->ctx, &s->health_timer, tick, ms * LWS_US_PER_MS);
 }
 
 void apphealth_start(sidecar_t *s)
@@ -86,7 +86,7 @@ void apphealth_start(sidecar_t *s)
 
 void apphealth_stop(sidecar_t *s)
 {
-    lws_sul_cancel(&s->health_timer);
+    loop_timer_cancel(&s->health_timer);
     if (s->health_req) {
         appclient_cancel(s->health_req);
         s->health_req = NULL;

@@ -133,18 +133,18 @@ static int first_ipv4(char *out, size_t len)
     return rc;
 }
 
-static void drain_step(lws_sorted_usec_list_t *sul);
+static void drain_step(loop_timer_t *t);
 
-static void kicked(lws_sorted_usec_list_t *sul)
+static void kicked(loop_timer_t *t)
 {
-    lws_container_of(sul, sidecar_t, kick)->kick_armed = false; /* the wait is over: that was all */
+    lws_container_of(t, sidecar_t, kick)->kick_armed = false; /* the wait is over: that was all */
 }
 
 void sidecar_kick(sidecar_t *s)
 {
     if (!s->kick_armed) {
         s->kick_armed = true;
-        lws_sul_schedule(s->ctx, 0, &s->kick, kicked, 1);
+        loop_timer_schedule(s->ctx, &s->kick, kicked, 1);
     }
 }
 
@@ -160,7 +160,7 @@ static void after_pass(sidecar_t *s)
         did = api_after_pass(s->api) || did;
         if (!did) {
             if (s->kick_armed) {
-                lws_sul_cancel(&s->kick);
+                loop_timer_cancel(&s->kick);
                 s->kick_armed = false;
             }
             return;
@@ -183,12 +183,12 @@ static void begin_drain(sidecar_t *s)
     LOG_INFO("draining: not ready, leaving the registry", "grace_ms=%lld calls=%zu inbound=%zu",
              s->cfg.shutdown_grace_ms, s->calls_inflight, s->inbound_inflight);
     mesh_begin_drain(s);
-    lws_sul_schedule(s->ctx, 0, &s->drain_timer, drain_step, 1);
+    loop_timer_schedule(s->ctx, &s->drain_timer, drain_step, 1);
 }
 
-static void drain_step(lws_sorted_usec_list_t *sul)
+static void drain_step(loop_timer_t *t)
 {
-    sidecar_t *s = lws_container_of(sul, sidecar_t, drain_timer);
+    sidecar_t *s = lws_container_of(t, sidecar_t, drain_timer);
     int64_t now = now_ms();
     if (drained(s) || now >= s->drain_deadline_ms) {
         if (!drained(s)) {
@@ -208,7 +208,7 @@ static void drain_step(lws_sorted_usec_list_t *sul)
             return;
         }
     }
-    lws_sul_schedule(s->ctx, 0, &s->drain_timer, drain_step, 10 * LWS_US_PER_MS);
+    loop_timer_schedule(s->ctx, &s->drain_timer, drain_step, 10 * LWS_US_PER_MS);
 }
 
 int main(int argc, char **argv)
@@ -267,7 +267,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < s.cfg.routes.n; i++)
         routes_add(s.routes, s.cfg.routes.v[i], NULL);
 
-    s.ctx = loop_create(false);
+    s.ctx = loop_create(true);
     if (!s.ctx) {
         LOG_ERROR("cannot create the event loop");
         return 1;
@@ -288,8 +288,7 @@ int main(int argc, char **argv)
              s.cfg.registry, s.cfg.app_url, routes_count(s.routes), MICRO_VERSION);
 
     while (!s.done || s.draining) {
-        if (lws_service(s.ctx, 0) < 0)
-            break;
+        loop_run_once(s.ctx);
         after_pass(&s);
         if (loop_signal() && !s.draining)
             begin_drain(&s);

@@ -91,19 +91,19 @@ static void peer_detach(sidecar_t *s, peer_t *p)
 
 static void dial_registry(sidecar_t *s);
 
-static void heartbeat(lws_sorted_usec_list_t *sul)
+static void heartbeat(loop_timer_t *t)
 {
-    sidecar_t *s = lws_container_of(sul, sidecar_t, heartbeat_timer);
+    sidecar_t *s = lws_container_of(t, sidecar_t, heartbeat_timer);
     if (!s->registry_up)
         return;
     s->stats.heartbeats++;
     modem_push(&s->registry->modem, "/-/heartbeat", 12, "{}", 2);
-    lws_sul_schedule(s->ctx, 0, &s->heartbeat_timer, heartbeat, s->cfg.heartbeat_interval_ms * LWS_US_PER_MS);
+    loop_timer_schedule(s->ctx, &s->heartbeat_timer, heartbeat, s->cfg.heartbeat_interval_ms * LWS_US_PER_MS);
 }
 
-static void reconnect(lws_sorted_usec_list_t *sul)
+static void reconnect(loop_timer_t *t)
 {
-    sidecar_t *s = lws_container_of(sul, sidecar_t, reconnect_timer);
+    sidecar_t *s = lws_container_of(t, sidecar_t, reconnect_timer);
     /* until the first registration we keep trying even for an unhealthy app:
      * /-/ready (and so a native pod's app) waits on that first registration */
     if (!s->draining && (s->app_healthy || !s->ever_registered) && !s->registry)
@@ -118,8 +118,8 @@ void mesh_app_health_changed(sidecar_t *s)
         /* leave the registry: nobody should find an instance whose app is down.
          * A registration still in progress is let finish (registry_opened leaves
          * at once): aborting it would leave /-/ready waiting for good. */
-        lws_sul_cancel(&s->reconnect_timer);
-        lws_sul_cancel(&s->heartbeat_timer);
+        loop_timer_cancel(&s->reconnect_timer);
+        loop_timer_cancel(&s->heartbeat_timer);
         if (s->registry && s->registry_up)
             wsconn_close(s->registry);
     } else if (!s->registry) {
@@ -133,7 +133,7 @@ static void dial_registry(sidecar_t *s)
     if (!s->registry) {
         LOG_WARN("registry unreachable, will retry", "registry=%s retry_ms=%lld", s->cfg.registry,
                  s->cfg.reconnect_interval_ms);
-        lws_sul_schedule(s->ctx, 0, &s->reconnect_timer, reconnect, s->cfg.reconnect_interval_ms * LWS_US_PER_MS);
+        loop_timer_schedule(s->ctx, &s->reconnect_timer, reconnect, s->cfg.reconnect_interval_ms * LWS_US_PER_MS);
     }
 }
 
@@ -155,7 +155,7 @@ static void registry_opened(sidecar_t *s)
         wsconn_close(s->registry);
         return;
     }
-    lws_sul_schedule(s->ctx, 0, &s->heartbeat_timer, heartbeat, s->cfg.heartbeat_interval_ms * LWS_US_PER_MS);
+    loop_timer_schedule(s->ctx, &s->heartbeat_timer, heartbeat, s->cfg.heartbeat_interval_ms * LWS_US_PER_MS);
 }
 
 static void registry_closed(sidecar_t *s)
@@ -163,7 +163,7 @@ static void registry_closed(sidecar_t *s)
     bool was_up = s->registry_up;
     s->registry = NULL;
     s->registry_up = false;
-    lws_sul_cancel(&s->heartbeat_timer);
+    loop_timer_cancel(&s->heartbeat_timer);
     if (s->draining || (!s->app_healthy && s->ever_registered))
         return;
     if (was_up) {
@@ -173,7 +173,7 @@ static void registry_closed(sidecar_t *s)
     } else {
         LOG_WARN("registry unreachable, will retry", "registry=%s retry_ms=%lld", s->cfg.registry,
                  s->cfg.reconnect_interval_ms);
-        lws_sul_schedule(s->ctx, 0, &s->reconnect_timer, reconnect, s->cfg.reconnect_interval_ms * LWS_US_PER_MS);
+        loop_timer_schedule(s->ctx, &s->reconnect_timer, reconnect, s->cfg.reconnect_interval_ms * LWS_US_PER_MS);
     }
 }
 
@@ -424,8 +424,8 @@ int mesh_start(sidecar_t *s)
 void mesh_begin_drain(sidecar_t *s)
 {
     apphealth_stop(s);
-    lws_sul_cancel(&s->reconnect_timer);
-    lws_sul_cancel(&s->heartbeat_timer);
+    loop_timer_cancel(&s->reconnect_timer);
+    loop_timer_cancel(&s->heartbeat_timer);
     if (s->registry) {
         LOG_INFO("leaving the registry", "registry=%s", s->cfg.registry);
         wsconn_close(s->registry);

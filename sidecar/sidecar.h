@@ -107,8 +107,8 @@ typedef struct sidecar {
     bool      done;
     int64_t   started_ms;
     int64_t   drain_deadline_ms;
-    lws_sorted_usec_list_t heartbeat_timer, reconnect_timer, drain_timer, health_timer;
-    lws_sorted_usec_list_t kick; /* armed while end-of-pass work waits (sidecar_kick) */
+    loop_timer_t heartbeat_timer, reconnect_timer, drain_timer, health_timer;
+    loop_timer_t kick; /* armed while end-of-pass work waits (sidecar_kick) */
     bool        kick_armed;
     bool      app_healthy;     /* true unless health checks say otherwise */
     bool      app_seen_healthy;/* a health check has passed since start */
@@ -204,9 +204,10 @@ void call_free_state(sidecar_t *s);
 /* Delivers the outcomes of calls finished during the last loop pass; false when
  * there were none. Run by the main loop after every pass. */
 bool call_deliver_ripe(void);
-/* There is end-of-pass work (a finished call, an MHD run): keeps the loop's next
- * wait from sleeping when the work was made by a timer that lws ran just before
- * its poll(). Cheap: a timer insert, cancelled when the work is done. */
+/* There is end-of-pass work (a finished call, an MHD run): arms a zero-delay loop
+ * timer so the loop's next wait cannot sleep while the work waits (work left over
+ * after after_pass's rounds; on lws's poll() loop, work made by a timer that lws
+ * ran just before its poll()). Cheap: cancelled when the work is done. */
 void sidecar_kick(sidecar_t *s);
 
 /* routes.c */
