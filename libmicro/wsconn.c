@@ -22,9 +22,36 @@ static wsconn_t *conn_new(wsnet_t *n, void *user)
     c->net = n;
     c->user = user;
     c->ns = "";
+    c->key = "";
     sbuf_init(&c->rx, 0, n->max_frame);
     modem_init(&c->modem, n->ctx, (modem_send_t)wsconn_send, c, n->max_pending);
     return c;
+}
+
+/* Frees what conn_new and the set-up made; the connection was never anybody's
+ * or conn_finish has told its owner. */
+static void conn_free(wsconn_t *c)
+{
+    modem_close(&c->modem);
+    sbuf_free(&c->rx);
+    if (*c->ns)
+        free(c->ns);
+    if (*c->key)
+        free(c->key);
+    free(c);
+}
+
+/* A registry holds one connection per instance: the key is allocated to size
+ * rather than carried at its 264-byte maximum. */
+static int set_key(wsconn_t *c, const char *host, unsigned port)
+{
+    char k[ADDR_KEY_MAX];
+    addr_format_key(host, port, k, sizeof(k));
+    char *d = strdup(k);
+    if (!d)
+        return -1;
+    c->key = d;
+    return 0;
 }
 
 static void queue_clear(wsconn_t *c)
@@ -55,10 +82,7 @@ static void conn_finish(wsconn_t *c)
     if (n->ops->on_close)
         n->ops->on_close(c);
     queue_clear(c);
-    sbuf_free(&c->rx);
-    if (c->ns && *c->ns)
-        free(c->ns);
-    free(c);
+    conn_free(c);
 }
 
 int wsconn_send(wsconn_t *c, sbuf_t *frame)
@@ -311,15 +335,18 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         c = conn_new(n, NULL);
         if (!c)
             return -1;
-        addr_parse_handshake(path, strlen(path), &c->peer, &ns, &nslen);
-        c->ns = strndup(ns, nslen);
-        if (!c->ns) {
-            c->ns = "";
-            sbuf_free(&c->rx);
-            free(c);
+        addr_t peer;
+        if (addr_parse_handshake(path, strlen(path), &peer, &ns, &nslen) || !nslen) {
+            conn_free(c); /* FILTER let it through, so this does not happen */
             return -1;
         }
-        addr_format_key(c->peer.host, c->peer.port, c->key, sizeof(c->key));
+        c->ns = strndup(ns, nslen);
+        if (!c->ns)
+            c->ns = "";
+        if (!*c->ns || set_key(c, peer.host, peer.port)) {
+            conn_free(c);
+            return -1;
+        }
         c->wsi = wsi;
         lws_set_opaque_user_data(wsi, c);
         n->stats.conns_accepted++;
@@ -397,15 +424,17 @@ wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
     if (!c)
         return NULL;
     c->outbound = true;
-    c->peer = *target;
-    addr_format_key(target->host, target->port, c->key, sizeof(c->key));
+    if (set_key(c, target->host, target->port)) {
+        conn_free(c);
+        return NULL;
+    }
 
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof(i));
     i.context = n->ctx;
     i.vhost = n->vhost;
-    i.address = c->peer.host;
-    i.port = (int)c->peer.port;
+    i.address = target->host; /* lws keeps its own copies of these */
+    i.port = (int)target->port;
     i.path = path;
     i.host = c->key;
     i.origin = NULL;
@@ -421,9 +450,7 @@ wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
         /* failed at once (e.g. a name that does not resolve): the callback, if
          * lws made one, only flagged it; nothing else refers to c */
         n->stats.dial_failures++;
-        modem_close(&c->modem);
-        sbuf_free(&c->rx);
-        free(c);
+        conn_free(c);
         return NULL;
     }
     if (handshake_timeout_ms > 0)

@@ -74,8 +74,8 @@ struct wsconn {
     bool         rx_paused;
     bool         dialing;        /* inside lws_client_connect_via_info */
     bool         dial_failed;    /* lws failed it synchronously */
-    addr_t       peer;           /* identity: handshake path (inbound) or dial target */
-    char         key[ADDR_KEY_MAX];
+    char        *key;            /* identity "host:port": handshake path (inbound) or
+                                  * dial target; allocated to size ("" until known) */
     char        *ns;             /* inbound: the caller's namespace ("" outbound) */
     modem_t      modem;
     wsmsg_t     *qhead, *qtail;

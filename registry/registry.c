@@ -11,11 +11,11 @@
  * uniform random choice is one index; `idx` makes removal O(1) (swap with last). */
 typedef struct nsentry nsentry_t;
 typedef struct instance {
-    char       key[ADDR_KEY_MAX];
     wsconn_t  *conn;
     nsentry_t *ns;
     size_t     idx;
     int64_t    last_heartbeat_ms;
+    char       key[];    /* "host:port", allocated to size: 10,000 instances */
 } instance_t;
 
 struct nsentry {
@@ -106,12 +106,13 @@ static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const ch
 static void on_open(wsconn_t *c)
 {
     registry_t *r = reg_of(c->net);
-    instance_t *in = calloc(1, sizeof(*in));
+    size_t klen = strlen(c->key);
+    instance_t *in = calloc(1, sizeof(*in) + klen + 1);
     if (!in) {
         wsconn_close(c);
         return;
     }
-    snprintf(in->key, sizeof(in->key), "%s", c->key);
+    memcpy(in->key, c->key, klen + 1);
     in->conn = c;
     in->last_heartbeat_ms = now_ms();
     int err;
@@ -355,7 +356,7 @@ static const wsnet_ops_t registry_ops = {
 static struct lws_protocols protocols[] = {
     /* frames to a registry are small; a bigger one arrives in pieces that wsconn
      * reassembles. 64 KiB here would be 640 MB of buffers at 10,000 instances. */
-    {"micro", wsconn_lws_callback, 64, 1024, 0, NULL, 0},
+    {"micro", wsconn_lws_callback, 64, 512, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
