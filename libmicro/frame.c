@@ -2,27 +2,32 @@
 #include "util.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 static const jspan_t NONE = {NULL, 0, JT_NONE};
 
-/* One pass over the members of `data`; the last occurrence of a key wins, as in
- * JavaScript. (One jobj_get per field would walk the payload once per field.) */
+/* The members of `data`, from the index the validating pass filled; the last
+ * occurrence of a key wins, as in JavaScript. */
 static int decode_request(frame_t *f)
 {
     if (f->data.t != JT_OBJECT)
         return FRAME_E_SHAPE;
-    jiter_t it;
+    jmembers_t ms;
     jspan_t k, v;
+    int slot;
     f->url = NONE;
     f->payload = NONE;
-    jobj_iter(&it, f->data);
-    while (jobj_next(&it, &k, &v)) {
-        if (jstr_eq(k, "url"))
+    f->payload_slot = JIX_NONE;
+    jmembers_init(&ms, &f->ix, f->data_slot, f->data);
+    while (jmembers_next(&ms, &k, &v, &slot)) {
+        if (jstr_eq(k, "url")) {
             f->url = v;
-        else if (jstr_eq(k, "data"))
+        } else if (jstr_eq(k, "data")) {
             f->payload = v;
+            f->payload_slot = slot;
+        }
     }
     if (f->url.t != JT_STRING || f->url.n <= 2)
         return FRAME_E_SHAPE;
@@ -33,13 +38,13 @@ static int decode_response(frame_t *f)
 {
     if (f->data.t != JT_OBJECT)
         return FRAME_E_SHAPE;
-    jiter_t it;
+    jmembers_t ms;
     jspan_t k, v, ra = NONE;
     f->status_raw = NONE;
     f->result = NONE;
     f->message = NONE;
-    jobj_iter(&it, f->data);
-    while (jobj_next(&it, &k, &v)) {
+    jmembers_init(&ms, &f->ix, f->data_slot, f->data);
+    while (jmembers_next(&ms, &k, &v, NULL)) {
         if (jstr_eq(k, "status"))
             f->status_raw = v;
         else if (jstr_eq(k, "data"))
@@ -70,18 +75,21 @@ static int decode_response(frame_t *f)
 int frame_decode(const char *p, size_t n, frame_t *f)
 {
     jspan_t root, v;
-    memset(f, 0, sizeof(*f));
-    if (jscan_validate(p, n, &root, NULL))
+    memset(f, 0, offsetof(frame_t, ix));
+    f->data_slot = f->payload_slot = JIX_NONE;
+    /* The only pass over the text: it validates and indexes. */
+    if (jscan_validate_ix(p, n, &root, NULL, &f->ix, FRAME_IX_DEPTH))
         return FRAME_E_JSON;
     if (root.t != JT_OBJECT)
         return FRAME_E_SHAPE;
-    /* One pass over the top-level members; unknown keys are ignored. */
+    /* The top-level members; unknown keys are ignored. */
     bool have_id = false, have_mode = false;
-    jiter_t it;
+    jmembers_t ms;
     jspan_t k;
-    jobj_iter(&it, root);
+    int slot;
+    jmembers_init(&ms, &f->ix, JIX_ROOT, root);
     f->data = NONE;
-    while (jobj_next(&it, &k, &v)) {
+    while (jmembers_next(&ms, &k, &v, &slot)) {
         if (jstr_eq(k, "id")) {
             have_id = jnum_u53(v, &f->id) == 0;
         } else if (jstr_eq(k, "mode")) {
@@ -94,6 +102,7 @@ int frame_decode(const char *p, size_t n, frame_t *f)
             f->stream = v.t == JT_TRUE;
         } else if (jstr_eq(k, "data")) {
             f->data = v;
+            f->data_slot = slot;
         }
     }
     if (!have_id || !have_mode)
@@ -203,12 +212,20 @@ static bool falsy(jspan_t v)
 int frame_payload_with_cid(sbuf_t *out, const char *payload, size_t len, jtype_t type,
                            const char *given_cid, char *cid, size_t cidlen)
 {
+    return frame_payload_with_cid_ix(out, payload, len, type, NULL, JIX_NONE, given_cid, cid,
+                                     cidlen);
+}
+
+int frame_payload_with_cid_ix(sbuf_t *out, const char *payload, size_t len, jtype_t type,
+                              const jindex_t *ix, int slot, const char *given_cid, char *cid,
+                              size_t cidlen)
+{
     char fresh[37];
     const char *id = given_cid && *given_cid ? given_cid : NULL;
     bool replace = false;
     if (type == JT_OBJECT) {
         jspan_t obj = {payload, len, JT_OBJECT}, v;
-        if (jobj_get(obj, "_correlationId", &v)) {
+        if (jmembers_get(ix, slot, obj, "_correlationId", &v, NULL)) {
             if (!falsy(v)) {
                 size_t n = 0;
                 char tmp[256];

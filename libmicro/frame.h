@@ -38,7 +38,17 @@ typedef struct frame {
     double   retry_after; /* "retryAfter" of a 429 RESPONSE (ours), else 0 */
     /* ABORT: data = id of the request it cancels */
     uint64_t target;
+    /* Where data and payload sit in the index (JIX_NONE: walk their text). */
+    int      data_slot, payload_slot;
+    /* The members of the frame, its data and the payload (REQUEST) or result
+     * (RESPONSE), recorded by the validating pass: decoding and the correlation
+     * id lookup read these instead of walking the text again. Last: frame_decode
+     * clears only what comes before it. */
+    jindex_t ix;
 } frame_t;
+
+/* Index depth frame_decode records: frame, data, payload/result members. */
+#define FRAME_IX_DEPTH 3
 
 int frame_decode(const char *p, size_t n, frame_t *f);
 const char *frame_strerror(int err);
@@ -64,5 +74,10 @@ int frame_put_abort(sbuf_t *b, uint64_t id, uint64_t target);
  * truncated to cidlen). */
 int frame_payload_with_cid(sbuf_t *out, const char *payload, size_t len, jtype_t type,
                            const char *given_cid, char *cid, size_t cidlen);
+/* The same, with the payload's members looked up in ix at `slot` (see jmembers_init)
+ * when ix is not NULL. */
+int frame_payload_with_cid_ix(sbuf_t *out, const char *payload, size_t len, jtype_t type,
+                              const jindex_t *ix, int slot, const char *given_cid, char *cid,
+                              size_t cidlen);
 
 #endif

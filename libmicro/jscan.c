@@ -8,6 +8,9 @@
 typedef struct scanner {
     const char *p, *end;
     int depth;
+    jindex_t *ix;  /* NULL: not indexing */
+    int parent;    /* slot whose value is being scanned, JIX_ROOT, or JIX_NONE */
+    int level;     /* level a member of an object scanned now would have */
 } scanner_t;
 
 static void skip_ws(scanner_t *s)
@@ -152,19 +155,43 @@ static int scan_value(scanner_t *s, jspan_t *out)
             rc = 0;
             break;
         }
+        /* indexing: this object's members are recorded when its parent was and
+         * it is not too deep; nothing inside an array is */
+        const int parent = s->parent, level = s->level;
+        const bool rec = s->ix && t == JT_OBJECT && parent != JIX_NONE && level <= s->ix->depth;
         for (;;) {
             jspan_t v;
+            int slot = JIX_NONE;
             if (t == JT_OBJECT) {
                 skip_ws(s);
+                const char *kp = s->p;
                 if (s->p >= s->end || *s->p != '"' || scan_string(s))
                     return -1;
+                if (rec) {
+                    if (s->ix->n < JIX_MAX) {
+                        slot = s->ix->n++;
+                        jix_member_t *m = &s->ix->m[slot];
+                        m->key = (jspan_t){kp, (size_t)(s->p - kp), JT_STRING};
+                        m->parent = parent;
+                        m->level = level;
+                    } else {
+                        s->ix->complete = false;
+                    }
+                }
                 skip_ws(s);
                 if (s->p >= s->end || *s->p != ':')
                     return -1;
                 s->p++;
             }
-            if (scan_value(s, &v))
+            s->parent = slot;
+            s->level = level + 1;
+            int vrc = scan_value(s, &v);
+            s->parent = parent;
+            s->level = level;
+            if (vrc)
                 return -1;
+            if (slot != JIX_NONE)
+                s->ix->m[slot].val = v;
             skip_ws(s);
             if (s->p >= s->end)
                 return -1;
@@ -203,8 +230,19 @@ static int scan_value(scanner_t *s, jspan_t *out)
 
 int jscan_validate(const char *p, size_t n, jspan_t *root, size_t *errpos)
 {
-    scanner_t s = {p, p + n, 0};
+    return jscan_validate_ix(p, n, root, errpos, NULL, 0);
+}
+
+int jscan_validate_ix(const char *p, size_t n, jspan_t *root, size_t *errpos, jindex_t *ix,
+                      int depth)
+{
+    scanner_t s = {p, p + n, 0, ix, ix ? JIX_ROOT : JIX_NONE, 1};
     jspan_t v;
+    if (ix) {
+        ix->n = 0;
+        ix->depth = depth;
+        ix->complete = true;
+    }
     if (scan_value(&s, &v) == 0) {
         skip_ws(&s);
         if (s.p == s.end) {
@@ -457,4 +495,64 @@ int jnum_u53(jspan_t s, uint64_t *out)
         return -1;
     *out = (uint64_t)d;
     return 0;
+}
+
+/* ---- the member index ---- */
+
+/* Whether ix holds the members of the object at `parent`. */
+static bool ix_holds(const jindex_t *ix, int parent)
+{
+    if (!ix || !ix->complete)
+        return false;
+    if (parent == JIX_ROOT)
+        return ix->depth >= 1;
+    return parent >= 0 && parent < ix->n && ix->m[parent].level < ix->depth;
+}
+
+void jmembers_init(jmembers_t *ms, const jindex_t *ix, int parent, jspan_t obj)
+{
+    ms->ix = ix_holds(ix, parent) ? ix : NULL;
+    ms->parent = parent;
+    /* the children of a slot come after it */
+    ms->i = parent >= 0 ? parent + 1 : 0;
+    jobj_iter(&ms->it, obj);
+}
+
+bool jmembers_next(jmembers_t *ms, jspan_t *key, jspan_t *val, int *slot)
+{
+    if (!ms->ix) {
+        if (slot)
+            *slot = JIX_NONE;
+        return jobj_next(&ms->it, key, val);
+    }
+    while (ms->i < ms->ix->n) {
+        int i = ms->i++;
+        const jix_member_t *m = &ms->ix->m[i];
+        if (m->parent != ms->parent)
+            continue;
+        *key = m->key;
+        *val = m->val;
+        if (slot)
+            *slot = i;
+        return true;
+    }
+    return false;
+}
+
+bool jmembers_get(const jindex_t *ix, int parent, jspan_t obj, const char *name, jspan_t *val,
+                  int *slot)
+{
+    jmembers_t ms;
+    jspan_t k, v;
+    int sl, found = 0;
+    jmembers_init(&ms, ix, parent, obj);
+    while (jmembers_next(&ms, &k, &v, &sl)) {
+        if (jstr_eq(k, name)) { /* the last one wins, as in JavaScript */
+            *val = v;
+            if (slot)
+                *slot = sl;
+            found = 1;
+        }
+    }
+    return found;
 }

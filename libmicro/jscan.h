@@ -26,10 +26,50 @@ typedef struct jspan {
  * *errpos (optional) gets the offset of the first bad byte. */
 int jscan_validate(const char *p, size_t n, jspan_t *root, size_t *errpos);
 
-/* Member iteration over a validated object span. */
 typedef struct jiter {
     const char *p, *end;
 } jiter_t;
+
+/* A member index, filled by jscan_validate_ix in its one pass so that decoding
+ * a frame and looking up its fields walk no text again: the members of the root
+ * object and, down to `depth` levels, of objects that are member values (not of
+ * objects inside arrays), in document order. Each slot names the slot of the
+ * member whose value holds it (JIX_ROOT for the root's members). Bounded: when
+ * more members would be recorded than fit, `complete` is false and jmembers_*
+ * walk the text instead. */
+#define JIX_MAX  64
+#define JIX_ROOT (-1)
+#define JIX_NONE (-2) /* no slot: members come from the text */
+typedef struct jix_member {
+    jspan_t key, val;
+    int     parent;
+    int     level; /* 1 for the root's members */
+} jix_member_t;
+typedef struct jindex {
+    int          n, depth;
+    bool         complete;
+    jix_member_t m[JIX_MAX];
+} jindex_t;
+
+/* jscan_validate, also filling ix (which may be NULL) down to depth levels. */
+int jscan_validate_ix(const char *p, size_t n, jspan_t *root, size_t *errpos, jindex_t *ix,
+                      int depth);
+
+/* The members of a validated object: from the index when it holds them (parent:
+ * the object's slot, JIX_ROOT for the root), otherwise from the text. */
+typedef struct jmembers {
+    const jindex_t *ix; /* NULL: walking the text */
+    int             parent, i;
+    jiter_t         it;
+} jmembers_t;
+void jmembers_init(jmembers_t *ms, const jindex_t *ix, int parent, jspan_t obj);
+/* Next member; *slot (optional) gets its slot, for its own members, or JIX_NONE. */
+bool jmembers_next(jmembers_t *ms, jspan_t *key, jspan_t *val, int *slot);
+/* jobj_get through the index: the last member named `name`, and its slot. */
+bool jmembers_get(const jindex_t *ix, int parent, jspan_t obj, const char *name, jspan_t *val,
+                  int *slot);
+
+/* Member iteration over a validated object span. */
 void jobj_iter(jiter_t *it, jspan_t obj);
 bool jobj_next(jiter_t *it, jspan_t *key, jspan_t *val);
 /* Item iteration over a validated array span (same iterator type). */

@@ -38,6 +38,7 @@ typedef struct apireq {
     double                 retry_after;
     call_t                *call;
     bool                   push;
+    const jindex_t        *ix;   /* the body's member index: during the handler only */
 } apireq_t;
 
 static void run_soon(api_t *a);
@@ -146,7 +147,7 @@ static bool header_int(struct MHD_Connection *c, const char *name, long long min
     return true;
 }
 
-static void start_call(apireq_t *r, const char *ns, const char *url, jspan_t payload,
+static void start_call(apireq_t *r, const char *ns, const char *url, jspan_t payload, int slot,
                        long long timeout, long long retries, bool push)
 {
     sidecar_t *s = r->a->s;
@@ -160,6 +161,8 @@ static void start_call(apireq_t *r, const char *ns, const char *url, jspan_t pay
         .payload = payload.t != JT_NONE ? payload.p : NULL,
         .payload_len = payload.n,
         .payload_type = payload.t,
+        .ix = r->ix,
+        .ix_slot = slot,
         .cid = hcid,
         .timeout_ms = timeout,
         .retries = (int)retries,
@@ -188,7 +191,7 @@ static void call_by_path(apireq_t *r, const char *rest, jspan_t payload, bool pu
     }
     memcpy(ns, rest, (size_t)(slash - rest));
     ns[slash - rest] = '\0';
-    start_call(r, ns, slash, payload, s->cfg.request_timeout_ms, s->cfg.retries, push);
+    start_call(r, ns, slash, payload, JIX_ROOT, s->cfg.request_timeout_ms, s->cfg.retries, push);
 }
 
 /* POST /v1/call {"namespace","url","data","timeout","retries"} */
@@ -211,7 +214,8 @@ static void call_by_body(apireq_t *r, jspan_t body, bool push)
         answer_error(r, 400, 400, "missing field: url (a string starting with /)");
         return;
     }
-    if (!jobj_get(body, "data", &data))
+    int slot = JIX_NONE;
+    if (!jmembers_get(r->ix, JIX_ROOT, body, "data", &data, &slot))
         data.t = JT_NONE;
     if (jobj_get(body, "timeout", &v) && v.t != JT_NULL) {
         if (jnum_u53(v, &n) || n < 1 || n > 86400000) {
@@ -227,7 +231,7 @@ static void call_by_body(apireq_t *r, jspan_t body, bool push)
         }
         retries = (long long)n;
     }
-    start_call(r, ns, url, data, timeout, retries, push);
+    start_call(r, ns, url, data, slot, timeout, retries, push);
 }
 
 /* ---- routes ---- */
@@ -320,8 +324,13 @@ static void dispatch(apireq_t *r, const char *url, const char *method)
 
     jspan_t body = {NULL, 0, JT_NONE};
     size_t errpos = 0;
-    if (r->body.len && jscan_validate(sbuf_data(&r->body), r->body.len, &body, &errpos))
+    /* validated and indexed in one pass: the call's correlation id lookup uses
+     * the index (depth 2: the body's members, and those of POST /v1/call's data) */
+    jindex_t ix;
+    if (r->body.len &&
+        jscan_validate_ix(sbuf_data(&r->body), r->body.len, &body, &errpos, &ix, 2))
         return answer_error(r, 400, 400, "body is not valid JSON (at byte %zu)", errpos);
+    r->ix = r->body.len ? &ix : NULL;
 
     if (!strcmp(url, "/v1/routes")) {
         if (get) {
@@ -383,6 +392,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     }
     if (!r->answered && !r->call)
         dispatch(r, url, method);
+    r->ix = NULL; /* it lived on dispatch's stack */
     if (r->answered)
         return queue(r);
     return MHD_YES; /* suspended until the mesh answers */

@@ -383,8 +383,9 @@ call_t *call_start(sidecar_t *s, const call_opts_t *o, call_done_t done, void *a
         s->stats.pushes++;
     else
         s->stats.calls++;
-    if (frame_payload_with_cid(&c->payload, o->payload, o->payload_len, o->payload ? o->payload_type : JT_NONE,
-                               o->cid, c->cid, sizeof(c->cid))) {
+    if (frame_payload_with_cid_ix(&c->payload, o->payload, o->payload_len,
+                                  o->payload ? o->payload_type : JT_NONE, o->ix,
+                                  o->ix ? o->ix_slot : JIX_NONE, o->cid, c->cid, sizeof(c->cid))) {
         finish(c, CALL_E_OVERLOAD, "payload too large");
         return c;
     }

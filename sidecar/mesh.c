@@ -326,7 +326,8 @@ static void on_request(wsconn_t *c, const frame_t *f)
     /* the correlation id travels inside the payload; the app gets it as a header */
     char cid[128] = "";
     jspan_t v;
-    if (f->payload.t == JT_OBJECT && jobj_get(f->payload, "_correlationId", &v)) {
+    if (f->payload.t == JT_OBJECT &&
+        jmembers_get(&f->ix, f->payload_slot, f->payload, "_correlationId", &v, NULL)) {
         if (v.t != JT_STRING || jstr_get(v, cid, sizeof(cid), NULL))
             snprintf(cid, sizeof(cid), "%.*s", (int)(v.n < 120 ? v.n : 120), v.p);
     }

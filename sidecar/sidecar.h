@@ -187,6 +187,8 @@ typedef struct call_opts {
     const char *payload;     /* validated JSON text, or NULL for none */
     size_t      payload_len;
     jtype_t     payload_type;
+    const jindex_t *ix;      /* the payload's members, if indexed (NULL: none) */
+    int         ix_slot;     /* where: JIX_ROOT, a slot, or JIX_NONE */
     const char *cid;         /* X-Correlation-Id, used when the payload has none */
     int64_t     timeout_ms;
     int         retries;

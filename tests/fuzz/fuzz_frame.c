@@ -52,6 +52,18 @@ static void check_cid(const frame_t *f)
         if (f->payload.t != JT_NONE)
             CHECK(span_eq(d, f->payload));
     }
+    /* the lookup through the frame's member index agrees with walking the text */
+    sbuf_t a, b;
+    char ca[64], cb[64];
+    sbuf_init(&a, 0, 0);
+    sbuf_init(&b, 0, 0);
+    CHECK(frame_payload_with_cid(&a, f->payload.p, f->payload.n, f->payload.t, "fz", ca,
+                                 sizeof(ca)) == 0);
+    CHECK(frame_payload_with_cid_ix(&b, f->payload.p, f->payload.n, f->payload.t, &f->ix,
+                                    f->payload_slot, "fz", cb, sizeof(cb)) == 0);
+    CHECK(a.len == b.len && memcmp(sbuf_data(&a), sbuf_data(&b), a.len) == 0 && !strcmp(ca, cb));
+    sbuf_free(&a);
+    sbuf_free(&b);
     sbuf_free(&out);
 }
 

@@ -4,6 +4,9 @@
  *  - a valid document is walked recursively: every member/item span validates on
  *    its own with the same type, every string unescapes, jobj_get finds the last
  *    member of each name;
+ *  - the member index (jscan_validate_ix) gives the same verdict and error offset,
+ *    and every object it holds yields through jmembers what walking its text
+ *    yields;
  *  - on UTF-8 input without NUL bytes the verdict must match jansson's
  *    json_loadb(JSON_DECODE_ANY), and so must the decoded tree. Known, legitimate
  *    differences are excluded: jansson refuses integers beyond long long, reals
@@ -300,6 +303,23 @@ static void compare(jspan_t v, const json_t *j)
     }
 }
 
+static void index_matches_text(const jindex_t *ix, int parent, jspan_t obj)
+{
+    jmembers_t ms;
+    jiter_t it;
+    jspan_t k1, v1, k2, v2;
+    int slot;
+    jmembers_init(&ms, ix, parent, obj);
+    jobj_iter(&it, obj);
+    while (jmembers_next(&ms, &k1, &v1, &slot)) {
+        CHECK(jobj_next(&it, &k2, &v2));
+        CHECK(k1.p == k2.p && k1.n == k2.n && v1.p == v2.p && v1.n == v2.n && v1.t == v2.t);
+        if (v1.t == JT_OBJECT)
+            index_matches_text(ix, slot, v1);
+    }
+    CHECK(!jobj_next(&it, &k2, &v2));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *p = malloc(size ? size : 1);
@@ -308,6 +328,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     jspan_t root;
     size_t errpos = (size_t)-1;
     int ok = jscan_validate(p, size, &root, &errpos) == 0;
+    static jindex_t ix;
+    jspan_t iroot;
+    size_t ierrpos = (size_t)-1;
+    CHECK((jscan_validate_ix(p, size, &iroot, &ierrpos, &ix, (int)(size % 4) + 1) == 0) == ok);
+    if (ok) {
+        CHECK(iroot.p == root.p && iroot.n == root.n && iroot.t == root.t);
+        if (root.t == JT_OBJECT)
+            index_matches_text(&ix, JIX_ROOT, root);
+    } else {
+        CHECK(ierrpos == errpos);
+    }
     int refuses = 0;
     if (ok) {
         CHECK(root.p >= p && root.p + root.n <= p + size && root.n > 0);

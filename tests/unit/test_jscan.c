@@ -1,6 +1,7 @@
 /* Unit tests for libmicro/jscan.c: the strict validator against an RFC 8259 corpus
  * (numbers, strings, escapes, UTF-8, depth, white space), member and item
- * iteration, jobj_get, jstr_get/jstr_eq unescaping and the number helpers. */
+ * iteration, jobj_get, jstr_get/jstr_eq unescaping, the number helpers, and the
+ * member index (jscan_validate_ix, jmembers_*) against walking the text. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -437,6 +438,121 @@ static void num_double(void **state)
     assert_int_equal(jnum_double(parse("\"1\""), &d), -1);
 }
 
+/* ---- the member index ---- */
+
+/* Every object the index holds yields, through jmembers, exactly what walking
+ * its text yields; and a slot's children are reachable through the slot. */
+static void check_index_matches_text(const jindex_t *ix, int parent, jspan_t obj)
+{
+    jmembers_t ms;
+    jiter_t it;
+    jspan_t k1, v1, k2, v2;
+    int slot;
+    jmembers_init(&ms, ix, parent, obj);
+    jobj_iter(&it, obj);
+    while (jmembers_next(&ms, &k1, &v1, &slot)) {
+        assert_true(jobj_next(&it, &k2, &v2));
+        assert_ptr_equal(k1.p, k2.p);
+        assert_int_equal(k1.n, k2.n);
+        assert_ptr_equal(v1.p, v2.p);
+        assert_int_equal(v1.n, v2.n);
+        assert_int_equal(v1.t, v2.t);
+        if (v1.t == JT_OBJECT)
+            check_index_matches_text(ix, slot, v1);
+    }
+    assert_false(jobj_next(&it, &k2, &v2));
+}
+
+static void index_levels_and_parents(void **state)
+{
+    (void)state;
+    const char *doc = "{\"id\":7,\"data\":{\"url\":\"/x\",\"data\":{\"a\":[{\"in\":1}],"
+                      "\"b\":{\"deep\":{\"deeper\":1}}}},\"mode\":0}";
+    jindex_t ix;
+    jspan_t root, v;
+    int slot, data, payload;
+    assert_int_equal(jscan_validate_ix(doc, strlen(doc), &root, NULL, &ix, 3), 0);
+    assert_true(ix.complete);
+    /* id, data, url, data, a, b, mode: "in" is inside an array, "deep"'s own
+     * members are below depth 3 */
+    assert_int_equal(ix.n, 7);
+    assert_true(jmembers_get(&ix, JIX_ROOT, root, "data", &v, &data));
+    assert_int_equal(ix.m[data].level, 1);
+    assert_true(jmembers_get(&ix, JIX_ROOT, root, "mode", &v, &slot));
+    assert_int_equal(v.n, 1);
+    assert_true(jmembers_get(&ix, data, v = ix.m[data].val, "data", &v, &payload));
+    assert_int_equal(ix.m[payload].parent, data);
+    assert_true(jmembers_get(&ix, payload, ix.m[payload].val, "b", &v, &slot));
+    assert_int_equal(ix.m[slot].level, 3);
+    /* b's members are not indexed: asking for them walks the text */
+    assert_true(jmembers_get(&ix, slot, v, "deep", &v, &slot));
+    assert_int_equal(slot, JIX_NONE);
+    assert_int_equal(v.t, JT_OBJECT);
+    assert_false(jmembers_get(&ix, JIX_ROOT, root, "in", &v, NULL));
+    check_index_matches_text(&ix, JIX_ROOT, root);
+}
+
+static void index_last_wins_and_escaped_names(void **state)
+{
+    (void)state;
+    const char *doc = "{\"k\":1,\"\\u006b\":2,\"x\":{},\"k\":3}";
+    jindex_t ix;
+    jspan_t root, v;
+    assert_int_equal(jscan_validate_ix(doc, strlen(doc), &root, NULL, &ix, 1), 0);
+    assert_true(jmembers_get(&ix, JIX_ROOT, root, "k", &v, NULL));
+    assert_int_equal(v.n, 1);
+    assert_int_equal(v.p[0], '3');
+    assert_true(jmembers_get(NULL, JIX_NONE, root, "k", &v, NULL)); /* no index: same */
+    assert_int_equal(v.p[0], '3');
+    check_index_matches_text(&ix, JIX_ROOT, root);
+}
+
+/* More members than JIX_MAX: the index says so and lookups walk the text. */
+static void index_overflow_falls_back(void **state)
+{
+    (void)state;
+    char doc[4096];
+    size_t n = 0;
+    n += (size_t)snprintf(doc + n, sizeof(doc) - n, "{\"o\":{");
+    for (int i = 0; i < JIX_MAX + 6; i++)
+        n += (size_t)snprintf(doc + n, sizeof(doc) - n, "%s\"m%d\":%d", i ? "," : "", i, i);
+    n += (size_t)snprintf(doc + n, sizeof(doc) - n, "},\"last\":true}");
+    jindex_t ix;
+    jspan_t root, o, v;
+    int slot;
+    assert_int_equal(jscan_validate_ix(doc, n, &root, NULL, &ix, 2), 0);
+    assert_false(ix.complete);
+    assert_int_equal(ix.n, JIX_MAX);
+    assert_true(jmembers_get(&ix, JIX_ROOT, root, "last", &v, NULL));
+    assert_int_equal(v.t, JT_TRUE);
+    assert_true(jmembers_get(&ix, JIX_ROOT, root, "o", &o, &slot));
+    assert_int_equal(slot, JIX_NONE);
+    assert_true(jmembers_get(&ix, slot, o, "m69", &v, NULL));
+    assert_int_equal(v.n, 2);
+    check_index_matches_text(&ix, JIX_ROOT, root);
+}
+
+/* A document that fails validation fails the same with or without an index. */
+static void index_same_verdicts(void **state)
+{
+    (void)state;
+    jindex_t ix;
+    for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
+        size_t len = valid[i].len ? valid[i].len : strlen(valid[i].text);
+        jspan_t r;
+        assert_int_equal(jscan_validate_ix(valid[i].text, len, &r, NULL, &ix, 3), 0);
+        if (r.t == JT_OBJECT)
+            check_index_matches_text(&ix, JIX_ROOT, r);
+    }
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+        size_t len = invalid[i].len ? invalid[i].len : strlen(invalid[i].text);
+        size_t p1 = 0, p2 = 0;
+        assert_int_equal(jscan_validate_ix(invalid[i].text, len, NULL, &p1, &ix, 3), -1);
+        assert_int_equal(jscan_validate(invalid[i].text, len, NULL, &p2), -1);
+        assert_int_equal(p1, p2);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +572,10 @@ int main(void)
         cmocka_unit_test(str_get_zero_outlen),
         cmocka_unit_test(num_u53),
         cmocka_unit_test(num_double),
+        cmocka_unit_test(index_levels_and_parents),
+        cmocka_unit_test(index_last_wins_and_escaped_names),
+        cmocka_unit_test(index_overflow_falls_back),
+        cmocka_unit_test(index_same_verdicts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
