@@ -105,6 +105,15 @@ describe('micro-sidecar interop with the Node reference peers', { skip: m.skipRe
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(r.body, { slept: 100 });
 
+    // every WebSocket length encoding of the frames we mask ourselves (7-bit,
+    // 16-bit, 64-bit) reaches the Node peer's ws intact, and comes back
+    for (const n of [10, 126, 1000, 65536, 200000]) {
+      r = await a.call('nodeb', '/echo', { s: 'x'.repeat(n) });
+      assert.equal(r.status, 200, `payload of ${n}: ${r.text.slice(0, 200)}`);
+      assert.equal(r.body.s.length, n);
+    }
+    assert.equal((await node.stats()).badFrames, 0);
+
     // push
     r = await a.push('nodeb', '/echo', { pushed: true });
     assert.equal(r.status, 202, r.text);
