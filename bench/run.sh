@@ -22,13 +22,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 need_build=0
-for bin in registry/micro-registry sidecar/micro-sidecar examples/echo/micro-echo bench/registry-bench; do
+for bin in registry/micro-registry sidecar/micro-sidecar examples/echo/micro-echo bench/registry-bench bench/lib-floor; do
   [ -x "$build/$bin" ] || need_build=1
 done
 if [ $need_build = 1 ]; then
   echo "bench: building in $build" >&2
   [ -f "$build/CMakeCache.txt" ] || cmake -S "$root" -B "$build" >/dev/null
-  cmake --build "$build" -j"$(nproc)" --target micro-registry micro-sidecar micro-echo registry-bench >/dev/null
+  cmake --build "$build" -j"$(nproc)" --target micro-registry micro-sidecar micro-echo registry-bench lib-floor >/dev/null
 fi
 
 if [ ! -d "$root/tests/node/node_modules/ws" ]; then

@@ -94,6 +94,7 @@ const BIN = {
   registry: path.join(opt.build, 'registry', 'micro-registry'),
   sidecar: path.join(opt.build, 'sidecar', 'micro-sidecar'),
   registryBench: path.join(opt.build, 'bench', 'registry-bench'),
+  libFloor: path.join(opt.build, 'bench', 'lib-floor'),
 };
 const PAYLOAD_FILE = path.join(__dirname, 'payload.json');
 const PAYLOAD = fs.readFileSync(PAYLOAD_FILE);
@@ -636,6 +637,16 @@ async function startupTrial(i) {
   return { ready_ms: readyMs, first_answer_ms: firstAnswerMs, log_ms_since_start: logMs };
 }
 
+/** RSS of a process that only loads the sidecar's shared libraries (bench/lib-floor.c). */
+async function libFloor() {
+  if (!fs.existsSync(BIN.libFloor)) return null;
+  const p = start('lib-floor', BIN.libFloor, [], { quiet: true });
+  await sleep(200);
+  const m = memKb(p.pid);
+  await stop(p);
+  return m ? { rss_kb: m.rss, anon_kb: m.anon, file_kb: m.file } : null;
+}
+
 async function registryBench() {
   const reg = await startRegistry('registry-bench-target', ['--max-connections', '20000', '--heartbeat-timeout-ms', '60000']);
   const args = ['--port', String(reg.port), '--pid', String(reg.p.pid), '--instances', String(opt.registryInstances),
@@ -940,6 +951,7 @@ function markdown(res) {
     L.push(`| RSS peak sampled during mesh runs | ${mb(mm.load_rss_peak_kb.a)} | ${mb(mm.load_rss_peak_kb.b)} |`);
     L.push(`| VmHWM after all runs | ${mb(mm.hwm_kb.a)} | ${mb(mm.hwm_kb.b)} |`);
     L.push(`| RSS idle, after all runs (anonymous) | ${mb(mm.after_kb.a)} (${mb(mm.after_anon_kb.a)}) | ${mb(mm.after_kb.b)} (${mb(mm.after_anon_kb.b)}) |`);
+    if (mm.floor) L.push(`| floor: a process that only loads the same shared libraries (\`bench/lib-floor.c\`), anonymous / file-backed | ${mb(mm.floor.rss_kb)} (${mb(mm.floor.anon_kb)} / ${mb(mm.floor.file_kb)}) | same |`);
     if (res.peers) {
       const p = res.peers;
       L.push('');
@@ -1009,6 +1021,7 @@ async function main() {
     const a = memKb(S.sidecarA.p.pid);
     const b = memKb(S.sidecarB.p.pid);
     res.memory = { idle_kb: { a: a.rss, b: b.rss }, idle_anon_kb: { a: a.anon, b: b.anon }, idle_file_kb: { a: a.file, b: b.file } };
+    res.memory.floor = await libFloor();
   }
   if (want.has('nginx')) await startNginx();
   if (want.has('node')) await startNode();

@@ -1,5 +1,6 @@
 #include "wsconn.h"
 #include "log.h"
+#include "wsframe.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,17 @@ typedef struct pss {
     int    status;
     const char *ctype;
 } pss_t;
+
+/* An outbound connection is an lws raw socket on which we speak RFC 6455 as the
+ * client (wsframe.h says why): the handshake, then frames both ways. */
+struct wsclient {
+    char      key[25];   /* Sec-WebSocket-Key */
+    char     *path;      /* handshake path and query */
+    sbuf_t    hs;        /* the server's answer until its blank line */
+    bool      open;      /* handshake done */
+    wsf_rx_t  rx;
+};
+#define WSCLIENT_HS_MAX 8192 /* a longer handshake answer is refused */
 
 static wsconn_t *conn_new(wsnet_t *n, void *user)
 {
@@ -38,6 +50,11 @@ static void conn_free(wsconn_t *c)
         free(c->ns);
     if (*c->key)
         free(c->key);
+    if (c->cl) {
+        free(c->cl->path);
+        sbuf_free(&c->cl->hs);
+        free(c->cl);
+    }
     free(c);
 }
 
@@ -85,51 +102,54 @@ static void conn_finish(wsconn_t *c)
     conn_free(c);
 }
 
-/* A client's frames must be masked (RFC 6455 §5.3), and lws 4.1 masks one byte at
- * a time, reloading the mask index from the wsi for every byte: 6 % of a caller
- * sidecar's CPU. So outbound connections frame their messages here instead: the
- * header and a fresh key go into the LWS_PRE bytes every frame is built with in
- * front of its text, the text is masked 8 bytes at a time, and lws writes the
- * finished frame as it is (LWS_WRITE_RAW). Servers send unmasked frames through
- * lws as before. Returns what lws_write returns. */
-_Static_assert(LWS_PRE >= 14, "a client frame header and key go in LWS_PRE");
-static int write_text(wsconn_t *c, unsigned char *text, size_t len)
+/* Outbound connections frame and mask their messages themselves (wsframe.h):
+ * the header and a fresh key go into the LWS_PRE bytes every frame is built with
+ * in front of its text, and lws writes the finished frame as it is. Inbound
+ * ones go through lws's WebSocket server. Returns what lws_write returns. */
+_Static_assert(LWS_PRE >= WSF_HDR_MAX, "a client frame header goes in LWS_PRE");
+static int write_client_frame(wsconn_t *c, int op, unsigned char *payload, size_t len)
 {
-    if (!c->outbound)
-        return lws_write(c->wsi, text, len, LWS_WRITE_TEXT);
-    unsigned char key[4];
+    unsigned char key[4], h[WSF_HDR_MAX];
     if (lws_get_random(c->net->ctx, key, sizeof(key)) != sizeof(key))
         return -1;
-    size_t hl = len < 126 ? 2 : len <= 0xffff ? 4 : 10;
-    unsigned char *h = text - hl - sizeof(key); /* within LWS_PRE (16 >= 14) */
-    h[0] = 0x81; /* FIN, text */
-    if (len < 126) {
-        h[1] = (unsigned char)(0x80 | len);
-    } else if (len <= 0xffff) {
-        h[1] = 0x80 | 126;
-        h[2] = (unsigned char)(len >> 8);
-        h[3] = (unsigned char)len;
-    } else {
-        h[1] = 0x80 | 127;
-        for (int i = 0; i < 8; i++)
-            h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-    }
-    memcpy(h + hl, key, sizeof(key));
-    uint32_t k4;
-    memcpy(&k4, key, sizeof(k4));
-    const uint64_t k8 = ((uint64_t)k4 << 32) | k4; /* key bytes 0-3, 0-3 in memory */
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, text + i, 8);
-        w ^= k8;
-        memcpy(text + i, &w, 8);
-    }
-    for (; i < len; i++)
-        text[i] ^= key[i & 3];
-    size_t total = hl + sizeof(key) + len;
-    int w = lws_write(c->wsi, h, total, LWS_WRITE_RAW);
+    size_t hl = wsf_header(h, op, len, key);
+    memcpy(payload - hl, h, hl);
+    wsf_mask(payload, len, key);
+    int w = lws_write(c->wsi, payload - hl, hl + len, LWS_WRITE_RAW);
     return w < 0 ? w : (int)len;
+}
+
+static int write_text(wsconn_t *c, unsigned char *text, size_t len)
+{
+    if (c->cl)
+        return write_client_frame(c, WSF_OP_TEXT, text, len);
+    return lws_write(c->wsi, text, len, LWS_WRITE_TEXT);
+}
+
+/* A control frame to the server (close, pong): small, so built on the stack. */
+static int write_client_control(wsconn_t *c, int op, const unsigned char *p, size_t n)
+{
+    unsigned char buf[LWS_PRE + 125];
+    if (n > 125)
+        n = 125;
+    memcpy(buf + LWS_PRE, p, n);
+    return write_client_frame(c, op, buf + LWS_PRE, n);
+}
+
+static void write_client_close(wsconn_t *c, int code, const char *reason)
+{
+    unsigned char b[2 + 64];
+    size_t n = 0;
+    if (code) {
+        b[0] = (unsigned char)(code >> 8);
+        b[1] = (unsigned char)code;
+        size_t rl = reason ? strlen(reason) : 0;
+        if (rl > 64)
+            rl = 64;
+        memcpy(b + 2, reason, rl);
+        n = 2 + rl;
+    }
+    write_client_control(c, WSF_OP_CLOSE, b, n);
 }
 
 int wsconn_send(wsconn_t *c, sbuf_t *frame)
@@ -231,32 +251,135 @@ static void dispatch(wsconn_t *c, const char *buf, size_t len)
     }
 }
 
-static int on_receive(wsconn_t *c, struct lws *wsi, const char *in, size_t len)
+/* A piece of a message: first/final mark the message's ends, `more` is what is
+ * left of the current frame. One whole frame is dispatched in place; anything in
+ * pieces is reassembled, up to max_frame. Returns 0, or 1009 for too large. */
+static int take_piece(wsconn_t *c, const char *in, size_t len, bool first, bool final,
+                      uint64_t more)
 {
     wsnet_t *n = c->net;
-    bool first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi);
-    size_t remaining = lws_remaining_packet_payload(wsi);
     if (first)
         sbuf_reset(&c->rx);
-    if (c->rx.len + len + remaining > n->max_frame) {
+    if (c->rx.len + len + more > n->max_frame) {
         n->stats.oversized++;
         LOG_WARN("frame too large, closing", "peer=%s limit=%zu", c->key, n->max_frame);
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too large", 17);
-        return -1;
+        return WSF_CLOSE_TOO_BIG;
     }
-    if (first && final && !remaining) {
+    if (first && final && !more) {
         dispatch(c, in, len); /* the common case: no copy */
         return 0;
     }
-    if (sbuf_add(&c->rx, in, len)) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
-        return -1;
-    }
-    if (final && !remaining) {
+    if (sbuf_add(&c->rx, in, len))
+        return WSF_CLOSE_TOO_BIG;
+    if (final && !more) {
         dispatch(c, sbuf_data(&c->rx), c->rx.len);
         sbuf_reset(&c->rx);
     }
     return 0;
+}
+
+static int on_receive(wsconn_t *c, struct lws *wsi, const char *in, size_t len)
+{
+    int rc = take_piece(c, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
+                        lws_remaining_packet_payload(wsi));
+    if (rc) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too large", 17);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the client side: our RFC 6455 on an lws raw socket ---- */
+
+static int client_data(void *arg, const unsigned char *p, size_t n, bool first, bool final,
+                       uint64_t more)
+{
+    wsconn_t *c = arg;
+    if (c->closing)
+        return -1;
+    return take_piece(c, (const char *)p, n, first, final, more);
+}
+
+static int client_control(void *arg, int op, const unsigned char *p, size_t n)
+{
+    wsconn_t *c = arg;
+    switch (op) {
+    case WSF_OP_PING:
+        write_client_control(c, WSF_OP_PONG, p, n);
+        return 0;
+    case WSF_OP_CLOSE:
+        /* answer with the server's code, as RFC 6455 §5.5.1 asks, and go */
+        LOG_DEBUG("server closed the connection", "peer=%s code=%d", c->key,
+                  n >= 2 ? (p[0] << 8 | p[1]) : 1005);
+        c->closing = true;
+        write_client_control(c, WSF_OP_CLOSE, p, n >= 2 ? 2 : 0);
+        return -1;
+    default: /* a pong */
+        return 0;
+    }
+}
+
+static const wsf_rx_ops_t client_rx_ops = {client_data, client_control};
+
+static void established(wsconn_t *c);
+
+/* Bytes from the server: the handshake answer first, then frames. Returns -1
+ * when the connection must close. */
+static int client_rx(wsconn_t *c, const unsigned char *in, size_t len)
+{
+    struct wsclient *cl = c->cl;
+    if (!cl->open) {
+        if (sbuf_add(&cl->hs, (const char *)in, len) || cl->hs.len > WSCLIENT_HS_MAX) {
+            LOG_DEBUG("dial failed", "peer=%s err=\"handshake answer too long\"", c->key);
+            c->net->stats.dial_failures++;
+            return -1;
+        }
+        const char *why = NULL;
+        long hl = wsf_handshake_response(sbuf_data(&cl->hs), cl->hs.len, cl->key, &why);
+        if (hl == 0)
+            return 0;
+        if (hl < 0) {
+            LOG_DEBUG("dial failed", "peer=%s err=\"%s\"", c->key, why);
+            c->net->stats.dial_failures++;
+            return -1;
+        }
+        cl->open = true;
+        size_t rest = cl->hs.len - (size_t)hl;
+        char *frames = rest ? malloc(rest) : NULL;
+        if (rest && !frames)
+            return -1;
+        if (rest)
+            memcpy(frames, sbuf_data(&cl->hs) + hl, rest);
+        sbuf_free(&cl->hs);
+        established(c);
+        int rc = rest ? client_rx(c, (const unsigned char *)frames, rest) : 0;
+        free(frames);
+        return rc;
+    }
+    int rc = wsf_rx_feed(&cl->rx, in, len, &client_rx_ops, c);
+    if (rc > 0) {
+        if (rc == WSF_CLOSE_PROTOCOL) {
+            c->net->stats.bad_frames++;
+            LOG_WARN("protocol error from the server, closing", "peer=%s", c->key);
+        }
+        c->closing = true;
+        write_client_close(c, rc, rc == WSF_CLOSE_TOO_BIG ? "message too large" : "protocol error");
+    }
+    return rc ? -1 : 0;
+}
+
+static int client_connected(wsconn_t *c)
+{
+    struct wsclient *cl = c->cl;
+    unsigned char rnd[16];
+    char req[LWS_PRE + 2048];
+    if (lws_get_random(c->net->ctx, rnd, sizeof(rnd)) != sizeof(rnd))
+        return -1;
+    wsf_handshake_key(cl->key, rnd);
+    size_t n = wsf_handshake_request(req + LWS_PRE, sizeof(req) - LWS_PRE, cl->path, c->key, cl->key);
+    if (!n)
+        return -1;
+    return lws_write(c->wsi, (unsigned char *)req + LWS_PRE, n, LWS_WRITE_RAW) < 0 ? -1 : 0;
 }
 
 static void established(wsconn_t *c)
@@ -401,9 +524,27 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         established(c);
         break;
     }
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        if (c)
-            established(c);
+    case LWS_CALLBACK_RAW_CONNECTED: /* outbound: send the handshake */
+        return c && c->cl ? client_connected(c) : 0;
+    case LWS_CALLBACK_RAW_RX:
+        if (!c || !c->cl)
+            return -1;
+        return client_rx(c, in, len);
+    case LWS_CALLBACK_RAW_WRITEABLE:
+        if (!c || !c->cl || !c->cl->open)
+            return 0;
+        if (c->closing) {
+            write_client_close(c, 0, NULL); /* empty, as the reference sends */
+            return -1;
+        }
+        return flush_queue(c);
+    case LWS_CALLBACK_RAW_CLOSE:
+        if (c && c->dialing) {
+            c->dial_failed = true;
+            lws_set_opaque_user_data(wsi, NULL);
+        } else if (c) {
+            conn_finish(c);
+        }
         break;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         if (c && c->dialing) { /* inside wsconn_dial: it cleans up */
@@ -416,12 +557,10 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         }
         break;
     case LWS_CALLBACK_RECEIVE:
-    case LWS_CALLBACK_CLIENT_RECEIVE:
         if (!c || c->closing)
             return c ? -1 : 0;
         return on_receive(c, wsi, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
         if (!c)
             return 0;
         if (c->closing) {
@@ -434,7 +573,6 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         }
         return flush_queue(c);
     case LWS_CALLBACK_CLOSED:
-    case LWS_CALLBACK_CLIENT_CLOSED:
         if (c)
             conn_finish(c);
         break;
@@ -471,10 +609,13 @@ wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
     if (!c)
         return NULL;
     c->outbound = true;
-    if (set_key(c, target->host, target->port)) {
+    c->cl = calloc(1, sizeof(*c->cl));
+    if (!c->cl || !(c->cl->path = strdup(path)) || set_key(c, target->host, target->port)) {
         conn_free(c);
         return NULL;
     }
+    sbuf_init(&c->cl->hs, 0, 0);
+    wsf_rx_init(&c->cl->rx);
 
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof(i));
@@ -482,10 +623,8 @@ wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
     i.vhost = n->vhost;
     i.address = target->host; /* lws keeps its own copies of these */
     i.port = (int)target->port;
-    i.path = path;
+    i.method = "RAW"; /* the WebSocket handshake and frames are ours (wsframe.h) */
     i.host = c->key;
-    i.origin = NULL;
-    i.protocol = NULL; /* reference peers send no subprotocol */
     i.local_protocol_name = n->proto_name;
     i.opaque_user_data = c;
     i.pwsi = &c->wsi;

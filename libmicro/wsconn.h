@@ -82,6 +82,7 @@ struct wsconn {
     size_t       qbytes;
     sbuf_t       rx;
     loop_timer_t dial_timer;
+    struct wsclient *cl;         /* outbound: our RFC 6455 client state (wsframe.h) */
     void        *user;           /* the owner's per-connection state */
 };
 

@@ -1,0 +1,411 @@
+/* fuzz_wsframe: libmicro/wsframe.c on arbitrary bytes. The first input byte is a
+ * seed (split points, which callbacks stop the parser); the rest is used as:
+ *  - a stream of frames from the server, read once by a simple whole-buffer
+ *    reference parser (below) and fed to wsf_rx_feed whole, in pieces of
+ *    pseudo-random sizes (empty ones included) and, when short, one byte at a
+ *    time. Every run must return the same value, reassemble the same messages,
+ *    report the same control frames at the same places, and (when it returned 0)
+ *    leave the parser in the same state; the whole run must match the reference's
+ *    messages, control frames and verdict. On the way the callbacks check their
+ *    invariants: pieces point into the bytes just fed, first/final bracket each
+ *    message, `more` counts down within a frame, control payloads fit in 125
+ *    bytes and only close/ping/pong get there;
+ *  - the server's answer to the opening handshake for the RFC 6455 §1.3 key:
+ *    wsf_handshake_response must return -1 (with a reason), 0 exactly when no
+ *    blank line has arrived, or the length of the header block up to and
+ *    including the first blank line, and the same again on a copy cut there;
+ *  - a payload to mask: wsf_mask must equal a byte-wise XOR and undo itself. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wsframe.h"
+
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                             \
+        }                                                                        \
+    } while (0)
+
+typedef struct bytes {
+    unsigned char *p;
+    size_t         n, cap;
+} bytes_t;
+
+static void put(bytes_t *b, const void *p, size_t n)
+{
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n)
+            cap *= 2;
+        b->p = realloc(b->p, cap);
+        CHECK(b->p);
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+
+static void putf(bytes_t *b, const char *fmt, unsigned long long x, unsigned long long y)
+{
+    char tmp[80];
+    int l = snprintf(tmp, sizeof(tmp), fmt, x, y);
+    put(b, tmp, (size_t)l);
+}
+
+/* One run's record: the split-independent log and the state the checks need. */
+typedef struct run {
+    unsigned             seed;
+    const unsigned char *piece; /* the bytes being fed */
+    size_t               piece_n;
+    bytes_t              log;   /* "M<len>:" message, "C<op>@<pos>:<len>:" control, "P" partial */
+    bytes_t              msg;   /* the message being reassembled */
+    bool                 open;  /* a message is in progress */
+    uint64_t             more;  /* what the last data piece said was still to come */
+    bool                 final; /* ... and its final flag */
+    bool                 stopped; /* a callback returned non-zero */
+    size_t               delivered; /* payload bytes handed over, data and control */
+} run_t;
+
+static int on_data(void *arg, const unsigned char *p, size_t n, bool first, bool final, uint64_t more)
+{
+    run_t *r = arg;
+    CHECK(!r->stopped);
+    /* the piece lies in what was just fed */
+    CHECK(n == 0 || (p >= r->piece && p + n <= r->piece + r->piece_n));
+    if (r->more) {
+        /* the rest of the frame the previous piece was from */
+        CHECK(!first && r->open);
+        CHECK(n > 0);
+        CHECK(final == r->final);
+        CHECK(more == r->more - n);
+    }
+    if (first)
+        CHECK(!r->open); /* first again without the end of the last message */
+    else
+        CHECK(r->open);  /* a piece outside any message */
+    if (first) {
+        r->open = true;
+        r->msg.n = 0;
+    }
+    put(&r->msg, p, n);
+    r->more = more;
+    r->final = final;
+    r->delivered += n;
+    if (final && !more) {
+        putf(&r->log, "M%llu:", r->msg.n, 0);
+        put(&r->log, r->msg.p, r->msg.n);
+        r->open = false;
+        /* sometimes the application refuses a message, by what it holds */
+        if ((r->seed & 2) && r->msg.n % 5 == (r->seed >> 2) % 5) {
+            r->stopped = true;
+            return WSF_CLOSE_TOO_BIG;
+        }
+    }
+    return 0;
+}
+
+static int on_control(void *arg, int op, const unsigned char *p, size_t n)
+{
+    run_t *r = arg;
+    CHECK(!r->stopped);
+    CHECK(op == WSF_OP_CLOSE || op == WSF_OP_PING || op == WSF_OP_PONG);
+    CHECK(n <= 125);
+    CHECK(r->more == 0); /* never inside a data frame's payload */
+    putf(&r->log, "C%llu@%llu:", (unsigned long long)op, r->open ? r->msg.n : ~0ULL);
+    putf(&r->log, "%llu:", n, 0);
+    put(&r->log, p, n);
+    r->delivered += n;
+    if (op == WSF_OP_CLOSE && (r->seed & 1)) {
+        r->stopped = true;
+        return -1; /* "stop, already handled" */
+    }
+    return 0;
+}
+
+static const wsf_rx_ops_t ops = {on_data, on_control};
+
+static uint32_t rnd(uint32_t *s)
+{
+    uint32_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return *s = x;
+}
+
+/* Feeds in to a fresh parser: in one piece (mode 0), in pseudo-random pieces
+ * (mode 1) or one byte at a time (mode 2), each piece from its own exact-size
+ * heap copy. */
+static int run(run_t *r, wsf_rx_t *rx, unsigned seed, const unsigned char *in, size_t n, int mode)
+{
+    memset(r, 0, sizeof(*r));
+    r->seed = seed;
+    wsf_rx_init(rx);
+    uint32_t s = (seed + 1) * 2654435761u ^ (uint32_t)n;
+    if (!s)
+        s = 1;
+    size_t off = 0;
+    int rc = 0;
+    do {
+        size_t k = n - off;
+        if (mode == 1) {
+            uint32_t x = rnd(&s);
+            switch (x & 7) {
+            case 0: k = 0; break;                        /* an empty feed */
+            case 1: case 2: case 3: k = 1 + (x >> 3) % 3; break;
+            case 4: case 5: k = 1 + (x >> 3) % 16; break;
+            case 6: k = 1 + (x >> 3) % 300; break;
+            default: k = 1 + (x >> 3) % 4096; break;
+            }
+        } else if (mode == 2) {
+            k = 1;
+        }
+        if (k > n - off)
+            k = n - off;
+        unsigned char *piece = malloc(k ? k : 1);
+        CHECK(piece);
+        memcpy(piece, in + off, k);
+        r->piece = piece;
+        r->piece_n = k;
+        rc = wsf_rx_feed(rx, piece, k, &ops, r);
+        free(piece);
+        r->piece = NULL;
+        off += k;
+    } while (!rc && off < n);
+    CHECK(r->stopped == (rc == -1 || rc == WSF_CLOSE_TOO_BIG));
+    CHECK(rc == 0 || rc == WSF_CLOSE_PROTOCOL || r->stopped);
+    CHECK(r->delivered <= n);
+    if (r->open) {
+        putf(&r->log, "P%llu:", r->msg.n, 0);
+        put(&r->log, r->msg.p, r->msg.n);
+    }
+    return rc;
+}
+
+static void same_state(const wsf_rx_t *a, const wsf_rx_t *b)
+{
+    CHECK(a->hlen == b->hlen && !memcmp(a->hdr, b->hdr, a->hlen));
+    CHECK(a->in_payload == b->in_payload);
+    CHECK(a->msg == b->msg);
+    if (a->in_payload) {
+        CHECK(a->op == b->op && a->fin == b->fin && a->remain == b->remain);
+        if (a->op & 0x08)
+            CHECK(a->ctllen == b->ctllen && !memcmp(a->ctl, b->ctl, a->ctllen));
+    }
+    if (a->msg)
+        CHECK(a->msg_first == b->msg_first);
+}
+
+static bool same_log(const run_t *a, const run_t *b)
+{
+    return a->log.n == b->log.n && (!a->log.n || !memcmp(a->log.p, b->log.p, a->log.n));
+}
+
+static void free_run(run_t *r)
+{
+    free(r->log.p);
+    free(r->msg.p);
+}
+
+/* An independent, non-incremental reading of the whole stream by RFC 6455 §5.2,
+ * §5.4 and §5.5, with the same callback decisions as on_data/on_control: what
+ * the log and the return value must be. A frame header cut off by the end of the
+ * input is not judged, except that a set mask bit is refused as soon as the
+ * second byte is there (wsframe checks it first). */
+static int reference(unsigned seed, const unsigned char *in, size_t n, bytes_t *log)
+{
+    size_t pos = 0;
+    int msg = 0, rc = 0;
+    bool open = false; /* a data callback was made for the message in progress */
+    bytes_t m = {0};
+    for (;;) {
+        if (n - pos < 2)
+            break;
+        unsigned b0 = in[pos], b1 = in[pos + 1];
+        if (b1 & 0x80) {
+            rc = WSF_CLOSE_PROTOCOL;
+            break;
+        }
+        unsigned l7 = b1 & 0x7f;
+        size_t ext = l7 == 126 ? 2 : l7 == 127 ? 8 : 0;
+        if (n - pos < 2 + ext)
+            break;
+        uint64_t len = l7;
+        if (ext) {
+            len = 0;
+            for (size_t i = 0; i < ext; i++)
+                len = len << 8 | in[pos + 2 + i];
+        }
+        pos += 2 + ext;
+        int op = b0 & 0x0f;
+        bool fin = b0 & 0x80;
+        if ((b0 & 0x70) || len > INT64_MAX) {
+            rc = WSF_CLOSE_PROTOCOL;
+            break;
+        }
+        if (op == WSF_OP_CLOSE || op == WSF_OP_PING || op == WSF_OP_PONG) {
+            if (!fin || len > 125) {
+                rc = WSF_CLOSE_PROTOCOL;
+                break;
+            }
+            if (n - pos < len)
+                break; /* delivered only whole */
+            putf(log, "C%llu@%llu:", (unsigned long long)op, open ? m.n : ~0ULL);
+            putf(log, "%llu:", len, 0);
+            put(log, in + pos, (size_t)len);
+            pos += (size_t)len;
+            if (op == WSF_OP_CLOSE && (seed & 1)) {
+                rc = -1;
+                break;
+            }
+            continue;
+        }
+        if (op == WSF_OP_CONT) {
+            if (!msg) {
+                rc = WSF_CLOSE_PROTOCOL;
+                break;
+            }
+        } else if (op == WSF_OP_TEXT || op == WSF_OP_BINARY) {
+            if (msg) {
+                rc = WSF_CLOSE_PROTOCOL;
+                break;
+            }
+            msg = op;
+            open = false;
+            m.n = 0;
+        } else {
+            rc = WSF_CLOSE_PROTOCOL;
+            break;
+        }
+        size_t avail = n - pos < len ? n - pos : (size_t)len;
+        if (avail || !len) {
+            open = true;
+            put(&m, in + pos, avail);
+        }
+        pos += avail;
+        if (avail < len)
+            break;
+        if (fin) {
+            putf(log, "M%llu:", m.n, 0);
+            put(log, m.p, m.n);
+            open = false;
+            msg = 0;
+            if ((seed & 2) && m.n % 5 == (seed >> 2) % 5) {
+                rc = WSF_CLOSE_TOO_BIG;
+                break;
+            }
+        }
+    }
+    if (open) {
+        putf(log, "P%llu:", m.n, 0);
+        put(log, m.p, m.n);
+    }
+    free(m.p);
+    return rc;
+}
+
+static void fuzz_frames(unsigned seed, const unsigned char *in, size_t n)
+{
+    static run_t whole, split, bytewise;
+    static wsf_rx_t rx_whole, rx_split, rx_bytewise;
+    int rc = run(&whole, &rx_whole, seed, in, n, 0);
+    bytes_t want = {0};
+    CHECK(reference(seed, in, n, &want) == rc);
+    CHECK(want.n == whole.log.n && (!want.n || !memcmp(want.p, whole.log.p, want.n)));
+    free(want.p);
+    int rc2 = run(&split, &rx_split, seed, in, n, 1);
+    CHECK(rc2 == rc);
+    CHECK(same_log(&split, &whole));
+    if (!rc)
+        same_state(&rx_whole, &rx_split);
+    free_run(&split);
+    if (n <= 2048) {
+        int rc3 = run(&bytewise, &rx_bytewise, seed, in, n, 2);
+        CHECK(rc3 == rc);
+        CHECK(same_log(&bytewise, &whole));
+        if (!rc)
+            same_state(&rx_whole, &rx_bytewise);
+        free_run(&bytewise);
+    }
+    free_run(&whole);
+}
+
+static const char KEY[] = "dGhlIHNhbXBsZSBub25jZQ=="; /* RFC 6455 §1.3 */
+static const char ACCEPT[] = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+static long answer(const unsigned char *in, size_t n, const char **why)
+{
+    char *p = malloc(n ? n : 1);
+    CHECK(p);
+    memcpy(p, in, n);
+    *why = NULL;
+    long rc = wsf_handshake_response(p, n, KEY, why);
+    free(p);
+    return rc;
+}
+
+static void fuzz_handshake(const unsigned char *in, size_t n)
+{
+    const char *why;
+    long rc = answer(in, n, &why);
+    const unsigned char *blank = memmem(in, n, "\r\n\r\n", 4);
+    CHECK(rc >= -1 && rc <= (long)n);
+    if (!blank) {
+        CHECK(rc == 0);
+        return;
+    }
+    long hl = (long)(blank - in) + 4;
+    CHECK(rc != 0);
+    if (rc == -1) {
+        CHECK(why && *why);
+    } else {
+        CHECK(rc == hl);
+        CHECK(!memcmp(in, "HTTP/1.1 101", 12));
+        CHECK(memmem(in, (size_t)hl, ACCEPT, sizeof(ACCEPT) - 1)); /* the right answer is there */
+    }
+    /* only the header block counts: the same verdict without what follows it,
+     * and "need more" one byte short of it */
+    CHECK(answer(in, (size_t)hl, &why) == rc);
+    CHECK(answer(in, (size_t)hl - 1, &why) == 0);
+}
+
+static void fuzz_mask(unsigned seed, const unsigned char *in, size_t n)
+{
+    unsigned char key[4] = {(unsigned char)seed, (unsigned char)(seed * 7 + 1),
+                            (unsigned char)(n), (unsigned char)(seed ^ 0xa5)};
+    size_t off = seed % 8;
+    unsigned char *buf = malloc(n + off + 1);
+    unsigned char *ref = malloc(n + 1);
+    CHECK(buf && ref);
+    memcpy(buf + off, in, n);
+    for (size_t i = 0; i < n; i++)
+        ref[i] = in[i] ^ key[i % 4];
+    wsf_mask(buf + off, n, key);
+    CHECK(n == 0 || !memcmp(buf + off, ref, n));
+    wsf_mask(buf + off, n, key);
+    CHECK(n == 0 || !memcmp(buf + off, in, n));
+    free(buf);
+    free(ref);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    unsigned seed = data[0];
+    const unsigned char *in = data + 1;
+    size_t n = size - 1;
+    fuzz_frames(seed, in, n);
+    fuzz_handshake(in, n);
+    fuzz_mask(seed, in, n);
+    return 0;
+}
