@@ -62,8 +62,10 @@ void loop_timer_schedule(struct lws_context *ctx, loop_timer_t *t, loop_timer_cb
     if (us < 1)
         us = 1;
     if (evloop) {
+        /* "As soon as possible" (1 us) is due at once: a timer a microsecond in
+         * the future makes libev wait its minimum, a whole millisecond. */
         ev_timer_stop(evloop, &t->ev);
-        ev_timer_init(&t->ev, timer_from_ev, (ev_tstamp)us / 1e6, 0.);
+        ev_timer_init(&t->ev, timer_from_ev, us <= 1 ? 0. : (ev_tstamp)us / 1e6, 0.);
         ev_timer_start(evloop, &t->ev);
     } else {
         lws_sul_schedule(ctx, 0, &t->sul, timer_from_sul, us);
