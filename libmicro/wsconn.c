@@ -538,14 +538,6 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             return -1;
         }
         return flush_queue(c);
-    case LWS_CALLBACK_RAW_CLOSE:
-        if (c && c->dialing) {
-            c->dial_failed = true;
-            lws_set_opaque_user_data(wsi, NULL);
-        } else if (c) {
-            conn_finish(c);
-        }
-        break;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         if (c && c->dialing) { /* inside wsconn_dial: it cleans up */
             c->dial_failed = true;
@@ -576,8 +568,8 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (c)
             conn_finish(c);
         break;
-    case LWS_CALLBACK_WSI_DESTROY:
-        /* a client that never reached CONNECTION_ERROR/CLOSED still ends here */
+    case LWS_CALLBACK_RAW_CLOSE:   /* outbound: the socket is gone */
+    case LWS_CALLBACK_WSI_DESTROY: /* one that never reached CONNECTION_ERROR/CLOSED ends here */
         if (c && c->dialing) {
             c->dial_failed = true;
             lws_set_opaque_user_data(wsi, NULL);

@@ -23,13 +23,7 @@
 
 #include "jscan.h"
 
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                             \
-        }                                                                        \
-    } while (0)
+#include "fuzz_check.h"
 
 /* Strict UTF-8 (Unicode 15, table 3-7): no overlongs, surrogates or > U+10FFFF. */
 static int utf8_valid(const unsigned char *p, size_t n)
