@@ -24,35 +24,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sbuf.h"
 #include "wsframe.h"
 
 #include "fuzz_check.h"
 
-typedef struct bytes {
-    unsigned char *p;
-    size_t         n, cap;
-} bytes_t;
-
-static void put(bytes_t *b, const void *p, size_t n)
+static void put(sbuf_t *b, const void *p, size_t n)
 {
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n)
-            cap *= 2;
-        b->p = realloc(b->p, cap);
-        CHECK(b->p);
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->n, p, n);
-    b->n += n;
+    CHECK(sbuf_add(b, p, n) == 0);
 }
 
-static void putf(bytes_t *b, const char *fmt, unsigned long long x, unsigned long long y)
+static void putf(sbuf_t *b, const char *fmt, unsigned long long x, unsigned long long y)
 {
-    char tmp[80];
-    int l = snprintf(tmp, sizeof(tmp), fmt, x, y);
-    put(b, tmp, (size_t)l);
+    CHECK(sbuf_printf(b, fmt, x, y) == 0);
 }
 
 /* One run's record: the split-independent log and the state the checks need. */
@@ -60,8 +44,8 @@ typedef struct run {
     unsigned             seed;
     const unsigned char *piece; /* the bytes being fed */
     size_t               piece_n;
-    bytes_t              log;   /* "M<len>:" message, "C<op>@<pos>:<len>:" control, "P" partial */
-    bytes_t              msg;   /* the message being reassembled */
+    sbuf_t               log;   /* "M<len>:" message, "C<op>@<pos>:<len>:" control, "P" partial */
+    sbuf_t               msg;   /* the message being reassembled */
     bool                 open;  /* a message is in progress */
     uint64_t             more;  /* what the last data piece said was still to come */
     bool                 final; /* ... and its final flag */
@@ -88,18 +72,18 @@ static int on_data(void *arg, const unsigned char *p, size_t n, bool first, bool
         CHECK(r->open);  /* a piece outside any message */
     if (first) {
         r->open = true;
-        r->msg.n = 0;
+        sbuf_reset(&r->msg);
     }
     put(&r->msg, p, n);
     r->more = more;
     r->final = final;
     r->delivered += n;
     if (final && !more) {
-        putf(&r->log, "M%llu:", r->msg.n, 0);
-        put(&r->log, r->msg.p, r->msg.n);
+        putf(&r->log, "M%llu:", r->msg.len, 0);
+        put(&r->log, sbuf_data(&r->msg), r->msg.len);
         r->open = false;
         /* sometimes the application refuses a message, by what it holds */
-        if ((r->seed & 2) && r->msg.n % 5 == (r->seed >> 2) % 5) {
+        if ((r->seed & 2) && r->msg.len % 5 == (r->seed >> 2) % 5) {
             r->stopped = true;
             return WSF_CLOSE_TOO_BIG;
         }
@@ -114,7 +98,7 @@ static int on_control(void *arg, int op, const unsigned char *p, size_t n)
     CHECK(op == WSF_OP_CLOSE || op == WSF_OP_PING || op == WSF_OP_PONG);
     CHECK(n <= 125);
     CHECK(r->more == 0); /* never inside a data frame's payload */
-    putf(&r->log, "C%llu@%llu:", (unsigned long long)op, r->open ? r->msg.n : ~0ULL);
+    putf(&r->log, "C%llu@%llu:", (unsigned long long)op, r->open ? r->msg.len : ~0ULL);
     putf(&r->log, "%llu:", n, 0);
     put(&r->log, p, n);
     r->delivered += n;
@@ -142,6 +126,8 @@ static uint32_t rnd(uint32_t *s)
 static int run(run_t *r, wsf_rx_t *rx, unsigned seed, const unsigned char *in, size_t n, int mode)
 {
     memset(r, 0, sizeof(*r));
+    sbuf_init(&r->log, 0, 0);
+    sbuf_init(&r->msg, 0, 0);
     r->seed = seed;
     wsf_rx_init(rx);
     uint32_t s = (seed + 1) * 2654435761u ^ (uint32_t)n;
@@ -179,8 +165,8 @@ static int run(run_t *r, wsf_rx_t *rx, unsigned seed, const unsigned char *in, s
     CHECK(rc == 0 || rc == WSF_CLOSE_PROTOCOL || r->stopped);
     CHECK(r->delivered <= n);
     if (r->open) {
-        putf(&r->log, "P%llu:", r->msg.n, 0);
-        put(&r->log, r->msg.p, r->msg.n);
+        putf(&r->log, "P%llu:", r->msg.len, 0);
+        put(&r->log, sbuf_data(&r->msg), r->msg.len);
     }
     return rc;
 }
@@ -199,15 +185,20 @@ static void same_state(const wsf_rx_t *a, const wsf_rx_t *b)
         CHECK(a->msg_first == b->msg_first);
 }
 
+static bool same_bytes(const sbuf_t *a, const sbuf_t *b)
+{
+    return a->len == b->len && (!a->len || !memcmp(sbuf_data(a), sbuf_data(b), a->len));
+}
+
 static bool same_log(const run_t *a, const run_t *b)
 {
-    return a->log.n == b->log.n && (!a->log.n || !memcmp(a->log.p, b->log.p, a->log.n));
+    return same_bytes(&a->log, &b->log);
 }
 
 static void free_run(run_t *r)
 {
-    free(r->log.p);
-    free(r->msg.p);
+    sbuf_free(&r->log);
+    sbuf_free(&r->msg);
 }
 
 /* An independent, non-incremental reading of the whole stream by RFC 6455 §5.2,
@@ -215,12 +206,13 @@ static void free_run(run_t *r)
  * the log and the return value must be. A frame header cut off by the end of the
  * input is not judged, except that a set mask bit is refused as soon as the
  * second byte is there (wsframe checks it first). */
-static int reference(unsigned seed, const unsigned char *in, size_t n, bytes_t *log)
+static int reference(unsigned seed, const unsigned char *in, size_t n, sbuf_t *log)
 {
     size_t pos = 0;
     int msg = 0, rc = 0;
     bool open = false; /* a data callback was made for the message in progress */
-    bytes_t m = {0};
+    sbuf_t m;
+    sbuf_init(&m, 0, 0);
     for (;;) {
         if (n - pos < 2)
             break;
@@ -253,7 +245,7 @@ static int reference(unsigned seed, const unsigned char *in, size_t n, bytes_t *
             }
             if (n - pos < len)
                 break; /* delivered only whole */
-            putf(log, "C%llu@%llu:", (unsigned long long)op, open ? m.n : ~0ULL);
+            putf(log, "C%llu@%llu:", (unsigned long long)op, open ? m.len : ~0ULL);
             putf(log, "%llu:", len, 0);
             put(log, in + pos, (size_t)len);
             pos += (size_t)len;
@@ -275,7 +267,7 @@ static int reference(unsigned seed, const unsigned char *in, size_t n, bytes_t *
             }
             msg = op;
             open = false;
-            m.n = 0;
+            sbuf_reset(&m);
         } else {
             rc = WSF_CLOSE_PROTOCOL;
             break;
@@ -289,21 +281,21 @@ static int reference(unsigned seed, const unsigned char *in, size_t n, bytes_t *
         if (avail < len)
             break;
         if (fin) {
-            putf(log, "M%llu:", m.n, 0);
-            put(log, m.p, m.n);
+            putf(log, "M%llu:", m.len, 0);
+            put(log, sbuf_data(&m), m.len);
             open = false;
             msg = 0;
-            if ((seed & 2) && m.n % 5 == (seed >> 2) % 5) {
+            if ((seed & 2) && m.len % 5 == (seed >> 2) % 5) {
                 rc = WSF_CLOSE_TOO_BIG;
                 break;
             }
         }
     }
     if (open) {
-        putf(log, "P%llu:", m.n, 0);
-        put(log, m.p, m.n);
+        putf(log, "P%llu:", m.len, 0);
+        put(log, sbuf_data(&m), m.len);
     }
-    free(m.p);
+    sbuf_free(&m);
     return rc;
 }
 
@@ -312,10 +304,11 @@ static void fuzz_frames(unsigned seed, const unsigned char *in, size_t n)
     static run_t whole, split, bytewise;
     static wsf_rx_t rx_whole, rx_split, rx_bytewise;
     int rc = run(&whole, &rx_whole, seed, in, n, 0);
-    bytes_t want = {0};
+    sbuf_t want;
+    sbuf_init(&want, 0, 0);
     CHECK(reference(seed, in, n, &want) == rc);
-    CHECK(want.n == whole.log.n && (!want.n || !memcmp(want.p, whole.log.p, want.n)));
-    free(want.p);
+    CHECK(same_bytes(&want, &whole.log));
+    sbuf_free(&want);
     int rc2 = run(&split, &rx_split, seed, in, n, 1);
     CHECK(rc2 == rc);
     CHECK(same_log(&split, &whole));

@@ -18,59 +18,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sbuf.h"
 #include "wsframe.h"
 
 /* ---- helpers ---- */
 
-/* A growable byte buffer. */
-typedef struct bytes {
-    unsigned char *p;
-    size_t         n, cap;
-} bytes_t;
-
-static void put(bytes_t *b, const void *p, size_t n)
+/* Appends to a growable byte buffer; running out of memory fails the test. */
+static void put(sbuf_t *b, const void *p, size_t n)
 {
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n)
-            cap *= 2;
-        b->p = realloc(b->p, cap);
-        assert_non_null(b->p);
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->n, p, n);
-    b->n += n;
+    assert_int_equal(sbuf_add(b, p, n), 0);
 }
 
-static void put_byte(bytes_t *b, unsigned c)
+static const unsigned char *bytes(const sbuf_t *b)
 {
-    unsigned char x = (unsigned char)c;
-    put(b, &x, 1);
-}
-
-static void bytes_free(bytes_t *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof(*b));
+    return (const unsigned char *)sbuf_data(b);
 }
 
 /* Appends an unmasked server frame: b0 is FIN|RSV|opcode; the length takes the
  * shortest encoding. */
-static void frame(bytes_t *b, unsigned b0, const void *pl, size_t len)
+static void frame(sbuf_t *b, unsigned b0, const void *pl, size_t len)
 {
-    put_byte(b, b0);
+    unsigned char h[10];
+    size_t hl = 0;
+    h[hl++] = (unsigned char)b0;
     if (len < 126) {
-        put_byte(b, (unsigned)len);
+        h[hl++] = (unsigned char)len;
     } else if (len <= 0xffff) {
-        put_byte(b, 126);
-        put_byte(b, (unsigned)(len >> 8));
-        put_byte(b, (unsigned)len);
+        h[hl++] = 126;
+        h[hl++] = (unsigned char)(len >> 8);
+        h[hl++] = (unsigned char)len;
     } else {
-        put_byte(b, 127);
+        h[hl++] = 127;
         for (int i = 0; i < 8; i++)
-            put_byte(b, (unsigned)((uint64_t)len >> (56 - 8 * i)));
+            h[hl++] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
     }
+    put(b, h, hl);
     put(b, pl, len);
 }
 
@@ -86,7 +68,7 @@ typedef struct event {
 } event_t;
 
 typedef struct rec {
-    bytes_t  data;    /* every byte handed over, data and control, in order */
+    sbuf_t   data;    /* every byte handed over, data and control, in order */
     event_t *ev;
     size_t   nev, evcap;
     int      data_rc; /* what the callbacks return ... */
@@ -115,7 +97,7 @@ static int rec_data(void *arg, const unsigned char *p, size_t n, bool first, boo
     e->first = first;
     e->final = final;
     e->more = more;
-    e->off = r->data.n;
+    e->off = r->data.len;
     e->n = n;
     put(&r->data, p, n);
     return r->calls++ >= r->rc_at ? r->data_rc : 0;
@@ -130,7 +112,7 @@ static int rec_control(void *arg, int op, const unsigned char *p, size_t n)
     e->op = op;
     e->first = e->final = false;
     e->more = 0;
-    e->off = r->data.n;
+    e->off = r->data.len;
     e->n = n;
     put(&r->data, p, n);
     return r->calls++ >= r->rc_at ? r->ctl_rc : 0;
@@ -143,43 +125,44 @@ static rec_t *rec_new(void)
     rec_t *r = calloc(1, sizeof(*r));
     assert_non_null(r);
     r->rc_at = (size_t)-1;
+    sbuf_init(&r->data, 0, 0);
     return r;
 }
 
 static void rec_free(rec_t *r)
 {
-    bytes_free(&r->data);
+    sbuf_free(&r->data);
     free(r->ev);
     free(r);
 }
 
 static const unsigned char *ev_bytes(const rec_t *r, size_t i)
 {
-    return r->data.p + r->ev[i].off;
+    return bytes(&r->data) + r->ev[i].off;
 }
 
 /* Feeds the whole of b in one call. */
-static int feed_whole(const bytes_t *b, rec_t *r)
+static int feed_whole(const sbuf_t *b, rec_t *r)
 {
     wsf_rx_t rx;
     wsf_rx_init(&rx);
-    return wsf_rx_feed(&rx, b->p, b->n, &rec_ops, r);
+    return wsf_rx_feed(&rx, bytes(b), b->len, &rec_ops, r);
 }
 
 /* Feeds b in pieces of the given sizes (cycled), each from its own exact-size
  * heap copy so ASan sees reads past a piece. Stops at the first non-zero return. */
-static int feed_split(const bytes_t *b, const size_t *sizes, size_t nsizes, rec_t *r)
+static int feed_split(const sbuf_t *b, const size_t *sizes, size_t nsizes, rec_t *r)
 {
     wsf_rx_t rx;
     wsf_rx_init(&rx);
     size_t off = 0, k = 0;
-    while (off < b->n) {
+    while (off < b->len) {
         size_t n = sizes[k++ % nsizes];
-        if (n > b->n - off)
-            n = b->n - off;
+        if (n > b->len - off)
+            n = b->len - off;
         unsigned char *piece = malloc(n ? n : 1);
         assert_non_null(piece);
-        memcpy(piece, b->p + off, n);
+        memcpy(piece, bytes(b) + off, n);
         int rc = wsf_rx_feed(&rx, piece, n, &rec_ops, r);
         free(piece);
         if (rc)
@@ -193,15 +176,16 @@ static int feed_split(const bytes_t *b, const size_t *sizes, size_t nsizes, rec_
  * bytes, each control frame as op and payload, and where each control frame came
  * relative to the bytes of a message in progress. Checks on the way that first
  * and final bracket the messages properly. */
-static void summarize(const rec_t *r, bytes_t *out)
+static void summarize(const rec_t *r, sbuf_t *out)
 {
     bool open = false;
-    bytes_t msg = {0};
+    sbuf_t msg;
+    sbuf_init(&msg, 0, 0);
     char tag[64];
     for (size_t i = 0; i < r->nev; i++) {
         const event_t *e = &r->ev[i];
         if (e->kind == 'C') {
-            int l = snprintf(tag, sizeof(tag), "C%d@%zu:%zu:", e->op, open ? msg.n : (size_t)-1,
+            int l = snprintf(tag, sizeof(tag), "C%d@%zu:%zu:", e->op, open ? msg.len : (size_t)-1,
                              e->n);
             put(out, tag, (size_t)l);
             put(out, ev_bytes(r, i), e->n);
@@ -210,24 +194,24 @@ static void summarize(const rec_t *r, bytes_t *out)
         if (e->first) {
             assert_false(open); /* first again without an end in between */
             open = true;
-            msg.n = 0;
+            sbuf_reset(&msg);
         } else {
             assert_true(open); /* a piece outside any message */
         }
         put(&msg, ev_bytes(r, i), e->n);
         if (e->final && !e->more) {
-            int l = snprintf(tag, sizeof(tag), "M%zu:", msg.n);
+            int l = snprintf(tag, sizeof(tag), "M%zu:", msg.len);
             put(out, tag, (size_t)l);
-            put(out, msg.p, msg.n);
+            put(out, sbuf_data(&msg), msg.len);
             open = false;
         }
     }
     if (open) { /* a message cut short by the end of the stream */
-        int l = snprintf(tag, sizeof(tag), "P%zu:", msg.n);
+        int l = snprintf(tag, sizeof(tag), "P%zu:", msg.len);
         put(out, tag, (size_t)l);
-        put(out, msg.p, msg.n);
+        put(out, sbuf_data(&msg), msg.len);
     }
-    bytes_free(&msg);
+    sbuf_free(&msg);
 }
 
 /* ---- the opening handshake ---- */
@@ -361,17 +345,18 @@ static void handshake_response_incomplete(void **state)
 static void handshake_response_frames_follow(void **state)
 {
     (void)state;
-    bytes_t b = {0};
+    sbuf_t b;
+    sbuf_init(&b, 0, 0);
     size_t hl = strlen(RFC_ANSWER);
     put(&b, RFC_ANSWER, hl);
     frame(&b, FIN | WSF_OP_TEXT, "hello", 5);
     frame(&b, FIN | WSF_OP_PING, "\r\n\r\n", 4); /* a blank line inside the frames */
     const char *why = NULL;
-    assert_int_equal(answer((const char *)b.p, b.n, &why), (long)hl);
+    assert_int_equal(answer(sbuf_data(&b), b.len, &why), (long)hl);
     /* and every prefix that holds the header block */
-    for (size_t n = hl; n <= b.n; n++)
-        assert_int_equal(answer((const char *)b.p, n, &why), (long)hl);
-    bytes_free(&b);
+    for (size_t n = hl; n <= b.len; n++)
+        assert_int_equal(answer(sbuf_data(&b), n, &why), (long)hl);
+    sbuf_free(&b);
 }
 
 static void handshake_response_refusals(void **state)
@@ -509,7 +494,8 @@ static void mask_reference(void **state)
 static void rx_single_text(void **state)
 {
     (void)state;
-    bytes_t b = {0};
+    sbuf_t b;
+    sbuf_init(&b, 0, 0);
     frame(&b, FIN | WSF_OP_TEXT, "hello, world", 12);
     rec_t *r = rec_new();
     assert_int_equal(feed_whole(&b, r), 0);
@@ -538,7 +524,7 @@ static void rx_single_text(void **state)
     rec_free(r);
 
     /* a binary message, then another one: each starts afresh */
-    bytes_free(&b);
+    sbuf_reset(&b);
     frame(&b, FIN | WSF_OP_BINARY, "\x00\xff\x01", 3);
     frame(&b, FIN | WSF_OP_TEXT, "x", 1);
     r = rec_new();
@@ -549,13 +535,14 @@ static void rx_single_text(void **state)
     assert_true(r->ev[1].first && r->ev[1].final && !r->ev[1].more);
     assert_memory_equal(ev_bytes(r, 1), "x", 1);
     rec_free(r);
-    bytes_free(&b);
+    sbuf_free(&b);
 }
 
 static void rx_fragmented(void **state)
 {
     (void)state;
-    bytes_t b = {0};
+    sbuf_t b;
+    sbuf_init(&b, 0, 0);
     frame(&b, WSF_OP_TEXT, "Hel", 3);
     frame(&b, WSF_OP_CONT, "lo, ", 4);
     frame(&b, FIN | WSF_OP_CONT, "world", 5);
@@ -574,13 +561,14 @@ static void rx_fragmented(void **state)
         assert_int_equal(r->ev[i].more, 0);
     }
     rec_free(r);
-    bytes_free(&b);
+    sbuf_free(&b);
 }
 
 static void rx_ping_between_fragments(void **state)
 {
     (void)state;
-    bytes_t b = {0};
+    sbuf_t b;
+    sbuf_init(&b, 0, 0);
     frame(&b, WSF_OP_BINARY, "ab", 2);
     frame(&b, FIN | WSF_OP_PING, "are you there", 13);
     frame(&b, WSF_OP_CONT, "cd", 2);
@@ -606,13 +594,14 @@ static void rx_ping_between_fragments(void **state)
     assert_true(!r->ev[4].first && r->ev[4].final && !r->ev[4].more);
     assert_memory_equal(ev_bytes(r, 4), "ef", 2);
     rec_free(r);
-    bytes_free(&b);
+    sbuf_free(&b);
 }
 
 static void rx_empty_frames(void **state)
 {
     (void)state;
-    bytes_t b = {0};
+    sbuf_t b;
+    sbuf_init(&b, 0, 0);
     frame(&b, FIN | WSF_OP_TEXT, "", 0);
     rec_t *r = rec_new();
     assert_int_equal(feed_whole(&b, r), 0);
@@ -627,16 +616,16 @@ static void rx_empty_frames(void **state)
     r = rec_new();
     wsf_rx_t rx;
     wsf_rx_init(&rx);
-    assert_int_equal(wsf_rx_feed(&rx, b.p, 1, &rec_ops, r), 0);
+    assert_int_equal(wsf_rx_feed(&rx, bytes(&b), 1, &rec_ops, r), 0);
     assert_int_equal(r->nev, 0);
-    assert_int_equal(wsf_rx_feed(&rx, b.p + 1, 1, &rec_ops, r), 0);
+    assert_int_equal(wsf_rx_feed(&rx, bytes(&b) + 1, 1, &rec_ops, r), 0);
     assert_int_equal(r->nev, 1);
     assert_int_equal(wsf_rx_feed(&rx, NULL, 0, &rec_ops, r), 0);
     assert_int_equal(r->nev, 1);
     rec_free(r);
 
     /* empty first and last fragments around a non-empty one */
-    bytes_free(&b);
+    sbuf_reset(&b);
     frame(&b, WSF_OP_TEXT, "", 0);
     frame(&b, WSF_OP_CONT, "mid", 3);
     frame(&b, FIN | WSF_OP_CONT, "", 0);
@@ -647,13 +636,14 @@ static void rx_empty_frames(void **state)
     assert_true(!r->ev[1].first && !r->ev[1].final && r->ev[1].n == 3);
     assert_true(!r->ev[2].first && r->ev[2].final && r->ev[2].n == 0 && !r->ev[2].more);
     rec_free(r);
-    bytes_free(&b);
+    sbuf_free(&b);
 }
 
 static void rx_close(void **state)
 {
     (void)state;
-    bytes_t b = {0};
+    sbuf_t b;
+    sbuf_init(&b, 0, 0);
     frame(&b, FIN | WSF_OP_CLOSE, "\x03\xe9going away", 12); /* 1001 */
     frame(&b, FIN | WSF_OP_CLOSE, "", 0);
     rec_t *r = rec_new();
@@ -671,7 +661,7 @@ static void rx_close(void **state)
     rec_free(r);
 
     /* the largest control payload, 125 bytes, split in three */
-    bytes_free(&b);
+    sbuf_reset(&b);
     unsigned char big[125];
     for (size_t i = 0; i < sizeof(big); i++)
         big[i] = (unsigned char)(i ^ 0x5a);
@@ -684,11 +674,11 @@ static void rx_close(void **state)
     assert_int_equal(r->ev[0].n, 125);
     assert_memory_equal(ev_bytes(r, 0), big, 125);
     rec_free(r);
-    bytes_free(&b);
+    sbuf_free(&b);
 }
 
 /* A stream with a bit of everything, for the split tests. */
-static void mixed_stream(bytes_t *b)
+static void mixed_stream(sbuf_t *b)
 {
     static unsigned char pl[70000];
     for (size_t i = 0; i < sizeof(pl); i++)
@@ -710,25 +700,28 @@ static void mixed_stream(bytes_t *b)
     frame(b, FIN | WSF_OP_CLOSE, "\x03\xe8", 2);
 }
 
-static void check_same_as_whole(const bytes_t *b, const size_t *sizes, size_t nsizes,
-                                const bytes_t *want, int want_rc, const char *what)
+static void check_same_as_whole(const sbuf_t *b, const size_t *sizes, size_t nsizes,
+                                const sbuf_t *want, int want_rc, const char *what)
 {
     rec_t *r = rec_new();
     int rc = feed_split(b, sizes, nsizes, r);
     if (rc != want_rc)
         fail_msg("%s: returned %d, whole %d", what, rc, want_rc);
-    bytes_t got = {0};
+    sbuf_t got;
+    sbuf_init(&got, 0, 0);
     summarize(r, &got);
-    if (got.n != want->n || memcmp(got.p, want->p, got.n))
+    if (got.len != want->len || (got.len && memcmp(sbuf_data(&got), sbuf_data(want), got.len)))
         fail_msg("%s: the messages or control frames differ from feeding it whole", what);
-    bytes_free(&got);
+    sbuf_free(&got);
     rec_free(r);
 }
 
 static void rx_split_anywhere(void **state)
 {
     (void)state;
-    bytes_t b = {0}, want = {0};
+    sbuf_t b, want;
+    sbuf_init(&b, 0, 0);
+    sbuf_init(&want, 0, 0);
     mixed_stream(&b);
     rec_t *r = rec_new();
     assert_int_equal(feed_whole(&b, r), 0);
@@ -742,17 +735,17 @@ static void rx_split_anywhere(void **state)
     }
     assert_int_equal(ctl, 4);
     assert_int_equal(msgs, 7);
-    assert_memory_equal(want.p, "M3:oneC9@2:2:p1C10@2:0:M3:two", 29);
+    assert_memory_equal(sbuf_data(&want), "M3:oneC9@2:2:p1C10@2:0:M3:two", 29);
     rec_free(r);
 
     size_t one[] = {1};
     check_same_as_whole(&b, one, 1, &want, 0, "one byte at a time");
     size_t odd[] = {3, 1, 7, 2, 13, 127, 5, 1, 1, 4096, 9};
     check_same_as_whole(&b, odd, sizeof(odd) / sizeof(odd[0]), &want, 0, "odd pieces");
-    size_t halves[] = {b.n / 2, b.n};
+    size_t halves[] = {b.len / 2, b.len};
     check_same_as_whole(&b, halves, 2, &want, 0, "two halves");
-    bytes_free(&want);
-    bytes_free(&b);
+    sbuf_free(&want);
+    sbuf_free(&b);
 }
 
 /* Every single split point of frames with 16- and 64-bit lengths, so the split
@@ -765,14 +758,15 @@ static void rx_split_in_extended_length(void **state)
         pl[i] = (unsigned char)(i * 13 + 1);
     const size_t lens[] = {126, 65535, 65536};
     for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
-        bytes_t b = {0};
+        sbuf_t b;
+        sbuf_init(&b, 0, 0);
         frame(&b, FIN | WSF_OP_BINARY, pl, lens[l]);
         frame(&b, FIN | WSF_OP_PING, "x", 1);
         size_t hl = lens[l] > 0xffff ? 10 : 4;
-        assert_int_equal(b.n, hl + lens[l] + 3);
+        assert_int_equal(b.len, hl + lens[l] + 3);
         for (size_t cut = 1; cut <= hl + 2; cut++) {
             rec_t *r = rec_new();
-            size_t sizes[] = {cut, b.n};
+            size_t sizes[] = {cut, b.len};
             assert_int_equal(feed_split(&b, sizes, 2, r), 0);
             /* the header was whole only after the cut: one piece, or two when the
              * cut falls in the payload */
@@ -792,7 +786,7 @@ static void rx_split_in_extended_length(void **state)
             assert_int_equal(r->ev[want_data].n, 1);
             rec_free(r);
         }
-        bytes_free(&b);
+        sbuf_free(&b);
     }
 }
 
@@ -833,7 +827,8 @@ static void rx_protocol_errors(void **state)
          10, 0},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        bytes_t b = {0};
+        sbuf_t b;
+        sbuf_init(&b, 0, 0);
         put(&b, bad[i].b, bad[i].n);
         rec_t *r = rec_new();
         int rc = feed_whole(&b, r);
@@ -850,7 +845,7 @@ static void rx_protocol_errors(void **state)
             fail_msg("%s, byte by byte: returned %d, want %d", bad[i].what, rc,
                      WSF_CLOSE_PROTOCOL);
         rec_free(r);
-        bytes_free(&b);
+        sbuf_free(&b);
     }
 
     /* the frames just inside the limits are fine */
@@ -861,7 +856,8 @@ static void rx_protocol_errors(void **state)
         {"fragmented then whole", {0x01, 0x01, 'a', 0x80, 0x01, 'b', 0x81, 0x00}, 8, 3},
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        bytes_t b = {0};
+        sbuf_t b;
+        sbuf_init(&b, 0, 0);
         put(&b, good[i].b, good[i].n);
         rec_t *r = rec_new();
         int rc = feed_whole(&b, r);
@@ -870,14 +866,15 @@ static void rx_protocol_errors(void **state)
         if (r->nev != good[i].events)
             fail_msg("%s: %zu callbacks, want %zu", good[i].what, r->nev, good[i].events);
         rec_free(r);
-        bytes_free(&b);
+        sbuf_free(&b);
     }
 }
 
 static void rx_callback_return_values(void **state)
 {
     (void)state;
-    bytes_t b = {0};
+    sbuf_t b;
+    sbuf_init(&b, 0, 0);
     frame(&b, FIN | WSF_OP_TEXT, "first", 5);
     frame(&b, FIN | WSF_OP_TEXT, "second", 6);
     frame(&b, FIN | WSF_OP_PING, "p", 1);
@@ -918,14 +915,14 @@ static void rx_callback_return_values(void **state)
     rec_free(r);
 
     /* a zero-length frame's callback counts too */
-    bytes_free(&b);
+    sbuf_reset(&b);
     frame(&b, FIN | WSF_OP_BINARY, "", 0);
     r = rec_new();
     r->data_rc = 4000;
     r->rc_at = 0;
     assert_int_equal(feed_whole(&b, r), 4000);
     rec_free(r);
-    bytes_free(&b);
+    sbuf_free(&b);
 }
 
 int main(void)
