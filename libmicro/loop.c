@@ -80,6 +80,12 @@ void loop_timer_cancel(loop_timer_t *t)
         lws_sul_cancel(&t->sul);
 }
 
+void loop_kill_async(struct lws *wsi)
+{
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    lws_cancel_service(lws_get_context(wsi));
+}
+
 void loop_run_once(struct lws_context *ctx)
 {
     if (evloop)

@@ -30,6 +30,13 @@ struct loop_timer {
 };
 void loop_timer_schedule(struct lws_context *ctx, loop_timer_t *t, loop_timer_cb cb, int64_t us);
 void loop_timer_cancel(loop_timer_t *t);
+
+/* Closes wsi from outside its own callbacks (a timer, the end of a pass):
+ * lws_set_timeout(..., LWS_TO_KILL_ASYNC) plus a wake-up of lws's event pipe. On
+ * the libev loop lws only looks at its timeouts after one of its own events or
+ * when its single timer (armed for its next internal deadline, ~30 s) fires;
+ * without the wake-up the close waited that long. */
+void loop_kill_async(struct lws *wsi);
 /* Runs one pass: waits for events or the next timer and handles them. */
 void loop_run_once(struct lws_context *ctx);
 /* SIGTERM/SIGINT request a stop; SIGPIPE is ignored. */

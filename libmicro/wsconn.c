@@ -2,8 +2,11 @@
 #include "log.h"
 #include "wsframe.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Per-session data lws allocates for every wsi of our protocol: only plain HTTP
  * uses it (the answer waiting for WRITEABLE). WebSocket state is the wsconn,
@@ -23,6 +26,13 @@ struct wsclient {
     sbuf_t    hs;        /* the server's answer until its blank line */
     bool      open;      /* handshake done */
     wsf_rx_t  rx;
+    /* What the socket did not take yet. We write to the socket ourselves rather
+     * than hand lws a partial write: lws's raw role stops reading while it holds
+     * unsent output, and a peer waiting for us to read would then never drain it. */
+    sbuf_t    out;
+    size_t    outoff;    /* bytes of `out` already sent */
+    int       close_code;             /* wsconn_close_code's, for the close frame */
+    char      close_reason[64];
 };
 #define WSCLIENT_HS_MAX 8192 /* a longer handshake answer is refused */
 
@@ -53,6 +63,7 @@ static void conn_free(wsconn_t *c)
     if (c->cl) {
         free(c->cl->path);
         sbuf_free(&c->cl->hs);
+        sbuf_free(&c->cl->out);
         free(c->cl);
     }
     free(c);
@@ -107,6 +118,53 @@ static void conn_finish(wsconn_t *c)
  * in front of its text, and lws writes the finished frame as it is. Inbound
  * ones go through lws's WebSocket server. Returns what lws_write returns. */
 _Static_assert(LWS_PRE >= WSF_HDR_MAX, "a client frame header goes in LWS_PRE");
+/* Sends what the socket takes now; the rest waits in cl->out (behind anything
+ * already waiting) for WRITEABLE. 0, or -1 when the socket is broken. */
+static int client_send(wsconn_t *c, const unsigned char *p, size_t n)
+{
+    struct wsclient *cl = c->cl;
+    if (!cl->out.len) {
+        ssize_t w = send(lws_get_socket_fd(c->wsi), p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                return -1;
+            w = 0;
+        }
+        if ((size_t)w == n)
+            return 0;
+        p += w;
+        n -= (size_t)w;
+    }
+    if (sbuf_add(&cl->out, (const char *)p, n))
+        return -1;
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+/* WRITEABLE: sends what waits in cl->out. 1 while some is left, 0 when all went,
+ * -1 when the socket is broken. */
+static int client_drain(wsconn_t *c)
+{
+    struct wsclient *cl = c->cl;
+    if (!cl->out.len)
+        return 0;
+    ssize_t w = send(lws_get_socket_fd(c->wsi), sbuf_data(&cl->out) + cl->outoff,
+                     cl->out.len - cl->outoff, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -1;
+        w = 0;
+    }
+    cl->outoff += (size_t)w;
+    if (cl->outoff < cl->out.len) {
+        lws_callback_on_writable(c->wsi);
+        return 1;
+    }
+    sbuf_reset(&cl->out);
+    cl->outoff = 0;
+    return 0;
+}
+
 static int write_client_frame(wsconn_t *c, int op, unsigned char *payload, size_t len)
 {
     unsigned char key[4], h[WSF_HDR_MAX];
@@ -115,8 +173,7 @@ static int write_client_frame(wsconn_t *c, int op, unsigned char *payload, size_
     size_t hl = wsf_header(h, op, len, key);
     memcpy(payload - hl, h, hl);
     wsf_mask(payload, len, key);
-    int w = lws_write(c->wsi, payload - hl, hl + len, LWS_WRITE_RAW);
-    return w < 0 ? w : (int)len;
+    return client_send(c, payload - hl, hl + len) ? -1 : (int)len;
 }
 
 static int write_text(wsconn_t *c, unsigned char *text, size_t len)
@@ -169,11 +226,13 @@ int wsconn_send(wsconn_t *c, sbuf_t *frame)
      * pass for WRITEABLE (on epoll that wait also costs two epoll_ctl). A short
      * write is kept by lws, which asks for WRITEABLE itself and finishes it before
      * anything else goes out; later frames queue behind it as usual. */
-    if (c->established && !c->qhead && !lws_partial_buffered(c->wsi)) {
+    if (c->established && !c->qhead &&
+        (c->cl ? !c->cl->out.len : !lws_partial_buffered(c->wsi))) {
         int w = write_text(c, (unsigned char *)sbuf_data(frame), len);
         sbuf_free(frame);
         if (w < 0) { /* the socket is gone: close it, the close fails what it carried */
-            lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+            c->closing = true;
+            loop_kill_async(c->wsi);
             return -1;
         }
         c->net->stats.frames_out++;
@@ -203,7 +262,7 @@ static int flush_queue(wsconn_t *c)
     /* WRITEABLE means the socket takes at least one write; only further writes
      * ask lws_send_pipe_choked(), which costs a poll() syscall each. */
     bool first = true;
-    while (c->qhead && (first || !lws_send_pipe_choked(c->wsi))) {
+    while (c->qhead && (c->cl ? !c->cl->out.len : first || !lws_send_pipe_choked(c->wsi))) {
         wsmsg_t *m = c->qhead;
         int w = write_text(c, (unsigned char *)m + WSMSG_HEADROOM, m->len);
         first = false;
@@ -343,6 +402,8 @@ static int client_rx(wsconn_t *c, const unsigned char *in, size_t len)
             c->net->stats.dial_failures++;
             return -1;
         }
+        if (c->closing) /* closed by its owner while the handshake ran */
+            return -1;
         cl->open = true;
         size_t rest = cl->hs.len - (size_t)hl;
         char *frames = rest ? malloc(rest) : NULL;
@@ -533,8 +594,14 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     case LWS_CALLBACK_RAW_WRITEABLE:
         if (!c || !c->cl || !c->cl->open)
             return 0;
+        switch (client_drain(c)) {
+        case -1: return -1;
+        case 1: return 0; /* the rest at the next WRITEABLE */
+        }
         if (c->closing) {
-            write_client_close(c, 0, NULL); /* empty, as the reference sends */
+            /* empty unless wsconn_close_code gave one, as the reference sends */
+            write_client_close(c, c->cl->close_code, c->cl->close_reason);
+            client_drain(c);
             return -1;
         }
         return flush_queue(c);
@@ -591,7 +658,14 @@ static void dial_timeout(loop_timer_t *t)
     if (c->established || !c->wsi)
         return;
     LOG_DEBUG("handshake timeout", "peer=%s", c->key);
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_AWAITING_SERVER_RESPONSE, LWS_TO_KILL_ASYNC);
+    loop_kill_async(c->wsi);
+}
+
+static void close_deadline(loop_timer_t *t)
+{
+    wsconn_t *c = lws_container_of(t, wsconn_t, dial_timer);
+    if (c->wsi)
+        loop_kill_async(c->wsi);
 }
 
 wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
@@ -607,6 +681,7 @@ wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
         return NULL;
     }
     sbuf_init(&c->cl->hs, 0, 0);
+    sbuf_init(&c->cl->out, 0, 0);
     wsf_rx_init(&c->cl->rx);
 
     struct lws_client_connect_info i;
@@ -644,17 +719,23 @@ void wsconn_close(wsconn_t *c)
     if (c->established) {
         /* say goodbye with a close frame from WRITEABLE, like the reference */
         lws_callback_on_writable(c->wsi);
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
+        /* a peer that never lets the close frame out is dropped after 2 s (our
+         * timer: lws's own would only be looked at after ~30 s on libev) */
+        loop_timer_schedule(c->net->ctx, &c->dial_timer, close_deadline, 2 * LWS_US_PER_SEC);
     } else {
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_AWAITING_SERVER_RESPONSE, LWS_TO_KILL_ASYNC);
+        loop_kill_async(c->wsi);
     }
 }
 
 void wsconn_close_code(wsconn_t *c, int code, const char *reason)
 {
-    if (c->wsi && c->established)
+    if (c->cl) { /* ours: the close frame is written from WRITEABLE */
+        c->cl->close_code = code;
+        snprintf(c->cl->close_reason, sizeof(c->cl->close_reason), "%s", reason ? reason : "");
+    } else if (c->wsi && c->established) {
         lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)reason,
                          reason ? strlen(reason) : 0);
+    }
     wsconn_close(c);
 }
 

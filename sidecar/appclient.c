@@ -98,7 +98,7 @@ static void fail(app_req_t *r, int status, const char *error)
 static void conn_close(appconn_t *c)
 {
     if (c->wsi)
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+        loop_kill_async(c->wsi);
 }
 
 static void dequeue(pool_t *p, app_req_t *r)
@@ -159,7 +159,7 @@ static void assign(appconn_t *c, app_req_t *r)
      * close fails or retries r as any dropped connection does. */
     c->written = true;
     if (lws_write(c->wsi, (unsigned char *)r->out + LWS_PRE, r->outlen, LWS_WRITE_RAW) < 0)
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        loop_kill_async(c->wsi);
 }
 
 /* Opens a connection for r. Returns 0, or 1 when it failed at once (r untouched). */

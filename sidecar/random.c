@@ -9,6 +9,7 @@
  * the system call is paid once per ~1,000 frames. Loop thread only, like every
  * lws call. If the symbol were ever bound inside the library instead, lws keeps
  * its own implementation and nothing else changes. */
+#include <errno.h>
 #include <libwebsockets.h>
 #include <string.h>
 #include <sys/random.h>
@@ -23,6 +24,8 @@ size_t lws_get_random(struct lws_context *context, void *buf, size_t len)
     while (done < len) {
         if (!avail) {
             ssize_t n = getrandom(pool, sizeof(pool), 0);
+            if (n < 0 && errno == EINTR) /* a signal (SIGTERM starts the drain) */
+                continue;
             if (n <= 0)
                 return done; /* lws treats a short count as failure */
             avail = (size_t)n;

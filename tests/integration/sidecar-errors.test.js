@@ -94,6 +94,74 @@ describe('micro-sidecar: errors', { skip: m.skipReason() }, () => {
     assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
   });
 
+  test('502 after the handshake timeout: a peer that accepts TCP and never answers the upgrade', async (t) => {
+    const net = require('node:net');
+    const sockets = [];
+    let closed = 0;
+    const silent = net.createServer((s) => {
+      sockets.push(s);
+      s.resume(); // read (and drop) the upgrade request, so that 'end' is seen
+      s.once('end', () => closed++); // the sidecar's FIN
+      s.on('error', () => {});
+    });
+    await new Promise((r) => silent.listen(0, HOST, r));
+    t.after(() => {
+      for (const s of sockets) s.destroy();
+      silent.close();
+    });
+    const { registry, a } = await abMesh(t, { consumer: { handshakeTimeoutMs: 400 } });
+    const ghost = rawPeer(HOST, registry.port, [HOST, silent.address().port, 'silent'], { t });
+    await ghost.ready();
+    await m.waitListed(registry, 'silent', [`${HOST}:${silent.address().port}`]);
+    const t0 = Date.now();
+    const r = await a.call('silent', '/echo', { x: 1 }, { 'X-Micro-Retries': '0' });
+    const took = Date.now() - t0;
+    assertError(r, 502, 502, 'silent peer');
+    // the handshake timeout (400 ms) ends the dial, not some later housekeeping pass
+    assert.ok(took < 2500, `took ${took} ms`);
+    await waitFor(() => closed >= 1, { timeoutMs: 2000, message: `the sidecar closed the silent socket (${sockets.length} accepted, took ${took} ms)` });
+  });
+
+  test('a peer that stops reading: its answers are still read while our big frames wait', async (t) => {
+    // The provider's socket stops reading after /small and answers it 1.5 s
+    // later; meanwhile three 4 MB calls fill the socket towards it. The answer
+    // must be read (200 at ~1.5 s) with the sidecar idle, not stuck behind the
+    // unsent bytes (lws's raw role does not read while it holds a partial write).
+    const { WebSocketServer } = require(require.resolve('ws', { paths: [require('node:path').join(__dirname, '..', 'node')] }));
+    const srv = new WebSocketServer({ host: HOST, port: 0, maxPayload: 64 << 20 });
+    await new Promise((r) => srv.once('listening', r));
+    t.after(() => srv.close());
+    srv.on('connection', (ws) => {
+      ws.on('message', (msg) => {
+        const f = JSON.parse(msg);
+        if (f.mode === 0 && f.data.url === '/small') {
+          ws._socket.pause();
+          setTimeout(() => ws.send(JSON.stringify({ id: f.id, mode: 1, twoway: false, data: { status: 200, data: 'small-ok' } })), 1500);
+          setTimeout(() => ws._socket.resume(), 6000);
+        }
+      });
+    });
+    t.after(() => { for (const c of srv.clients) c.terminate(); });
+    const { registry, a } = await abMesh(t, { consumer: { args: ['--max-body-bytes', String(16 << 20)] } });
+    const port = srv.address().port;
+    const peer = rawPeer(HOST, registry.port, [HOST, port, 'slowreader'], { t });
+    await peer.ready();
+    await m.waitListed(registry, 'slowreader', [`${HOST}:${port}`]);
+    const t0 = Date.now();
+    const small = a.call('slowreader', '/small', { x: 1 }, { 'X-Micro-Retries': '0', 'X-Micro-Timeout-Ms': '5000' });
+    await h.sleep(300);
+    const big = [1, 2, 3].map(() => a.call('slowreader', '/big', { p: 'y'.repeat(4 << 20) },
+      { 'X-Micro-Retries': '0', 'X-Micro-Timeout-Ms': '1000' }));
+    const r = await small;
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.body, 'small-ok');
+    assert.ok(Date.now() - t0 < 3500, `the answer took ${Date.now() - t0} ms`);
+    await Promise.all(big);
+    const stat = require('node:fs').readFileSync(`/proc/${a.proc.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    // utime + stime in clock ticks (100/s): well under a busy core over the ~2.5 s
+    assert.ok(Number(stat[11]) + Number(stat[12]) < 150, `sidecar CPU ticks ${Number(stat[11]) + Number(stat[12])}`);
+  });
+
   test('502: the provider sidecar dies mid-call (/slow/2000), connection dropped', async (t) => {
     const { a, b, echo } = await abMesh(t);
     const pending = a.call('b', '/slow/2000', { x: 1 }, { 'X-Micro-Retries': '0', 'X-Micro-Timeout-Ms': '10000' });
