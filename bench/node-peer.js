@@ -50,14 +50,19 @@ function send(res, status, body) {
   res.end(body);
 }
 
-async function provider(args) {
-  const app = new Application({
-    namespace: args.namespace || 'echo-node',
+/** An Application on loopback, registered with --registry as --namespace (or ns). */
+function application(args, ns, logName) {
+  return new Application({
+    namespace: args.namespace || ns,
     registry: hostPort(args.registry),
     advertiseHost: '127.0.0.1',
     bind: '127.0.0.1',
-    log: makeLogger('bench-provider', 'warn'),
+    log: makeLogger(logName, 'warn'),
   });
+}
+
+async function provider(args) {
+  const app = application(args, 'echo-node', 'bench-provider');
   const target = new URL('/echo', args['app-url']);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   app.register('/echo', ({ data }) => new Promise((resolve, reject) => {
@@ -89,13 +94,7 @@ async function provider(args) {
 }
 
 async function caller(args) {
-  const app = new Application({
-    namespace: args.namespace || 'bench-node-client',
-    registry: hostPort(args.registry),
-    advertiseHost: '127.0.0.1',
-    bind: '127.0.0.1',
-    log: makeLogger('bench-caller', 'warn'),
-  });
+  const app = application(args, 'bench-node-client', 'bench-caller');
   const ns = args.target || 'echo-node';
   const teardown = await app.listen(Number(args.port || 0));
   const server = http.createServer((req, res) => {
