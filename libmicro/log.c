@@ -1,11 +1,11 @@
 /* log: see log.h. Every line is built in a stack buffer and written with one write(),
  * so lines from several threads or processes sharing a pipe do not interleave and no
- * heap allocation happens per line. The only state is set at start-up. */
+ * heap allocation happens per line. Fields arrive typed and are only ever escaped,
+ * never parsed back, so no value can turn into another field (issue 10, item 4).
+ * The only state is set at start-up. */
 #include "log.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -16,11 +16,11 @@
 /* Longest line written, newline included. Kept below PIPE_BUF (4096 on Linux) so a
  * line written to a pipe is atomic. */
 #define LOG_LINE_MAX 4000
-/* Longest expansion of fields_fmt kept before parsing. */
-#define LOG_FIELDS_MAX 3000
 /* Room kept back while filling a line for what closes it: a closing quote,
  * ,"truncated":true and }\n. */
 #define LOG_TAIL_RESERVE 32
+/* Longest field key; see log.h. */
+#define LOG_KEY_MAX 48
 
 int log_level_current = LOG_LVL_INFO;
 
@@ -103,10 +103,23 @@ static void put_tail(struct line *l, const char *s)
     l->len += n;
 }
 
-/* Length of the valid UTF-8 sequence at s (lead byte >= 0x80), or 0 if invalid. */
-static size_t utf8_len(const char *str, size_t n)
+/* ---- characters ----------------------------------------------------------------
+ * One unit of a string: a byte or a whole UTF-8 sequence, and whether it is printed
+ * as is or escaped. */
+enum unit_kind {
+    U_PLAIN,   /* printable ASCII other than '"' and '\\' */
+    U_QUOTE,   /* '"' */
+    U_BSLASH,  /* '\\' */
+    U_CTL,     /* an ASCII control character or DEL */
+    U_UTF8,    /* a valid sequence printed as is */
+    U_UESC,    /* a valid sequence escaped as \uXXXX: C1 controls, U+2028/2029, bidi */
+    U_INVALID, /* a byte that does not start a valid sequence */
+};
+
+/* Length of the valid UTF-8 sequence at s (lead byte >= 0x80) and its code point,
+ * or 0 if invalid (overlong, surrogate, out of range, cut short). */
+static size_t utf8_decode(const unsigned char *s, size_t n, unsigned *out)
 {
-    const unsigned char *s = (const unsigned char *)str;
     size_t len;
     unsigned cp;
 
@@ -131,79 +144,132 @@ static size_t utf8_len(const char *str, size_t n)
     }
     if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
         (cp >= 0xd800 && cp <= 0xdfff))
-        return 0; /* overlong, out of range or a surrogate */
+        return 0;
+    *out = cp;
     return len;
 }
 
-/* Appends s[0..n) with control characters (and, for JSON, quotes and backslashes)
- * escaped. Text mode escapes only what would break the one-line shape. With unquote,
- * the \" and \\ escapes of a quoted field value are undone first. */
-static void put_escaped(struct line *l, const char *s, size_t n, bool json, bool unquote)
+/* Code points a terminal or a log viewer may act on: C1 controls, the line and
+ * paragraph separators (JavaScript line ends) and the bidirectional controls that
+ * reorder what a reader sees (CVE-2021-42574). */
+static bool cp_needs_escape(unsigned cp)
+{
+    return (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
+           (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff;
+}
+
+static enum unit_kind next_unit(const char *str, size_t n, size_t *len, unsigned *cp)
+{
+    const unsigned char *s = (const unsigned char *)str;
+
+    *len = 1;
+    *cp = s[0];
+    if (s[0] < 0x20 || s[0] == 0x7f)
+        return U_CTL;
+    if (s[0] == '"')
+        return U_QUOTE;
+    if (s[0] == '\\')
+        return U_BSLASH;
+    if (s[0] < 0x80)
+        return U_PLAIN;
+    *len = utf8_decode(s, n, cp);
+    if (*len == 0) {
+        *len = 1;
+        *cp = s[0];
+        return U_INVALID;
+    }
+    return cp_needs_escape(*cp) ? U_UESC : U_UTF8;
+}
+
+/* Appends s[0..n) escaped for the format: JSON string content, or a text value
+ * (quote and backslash escaped only when the value is quoted). */
+static void put_escaped(struct line *l, const char *s, size_t n, bool json, bool quoted)
 {
     static const char hex[] = "0123456789abcdef";
+    size_t k;
+    unsigned cp;
+    char e[8];
 
-    for (size_t i = 0; i < n && !l->full; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char e[8];
-
-        if (unquote && c == '\\' && i + 1 < n && (s[i + 1] == '"' || s[i + 1] == '\\'))
-            c = (unsigned char)s[++i];
-        switch (c) {
-        case '"':
-            put(l, json ? "\\\"" : "\"", json ? 2 : 1);
+    for (size_t i = 0; i < n && !l->full; i += k) {
+        switch (next_unit(s + i, n - i, &k, &cp)) {
+        case U_PLAIN:
+        case U_UTF8:
+            put(l, s + i, k);
             break;
-        case '\\':
-            put(l, "\\\\", json ? 2 : 1);
+        case U_QUOTE:
+            put(l, "\\\"", json || quoted ? 2 : 1);
             break;
-        case '\n':
-            put(l, "\\n", 2);
+        case U_BSLASH:
+            put(l, "\\\\", json || quoted ? 2 : 1);
             break;
-        case '\r':
-            put(l, "\\r", 2);
-            break;
-        case '\t':
-            put(l, "\\t", 2);
-            break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                if (json) {
-                    memcpy(e, "\\u00", 4);
-                    e[4] = hex[c >> 4];
-                    e[5] = hex[c & 15];
-                    put(l, e, 6);
-                } else {
-                    e[0] = '\\';
-                    e[1] = 'x';
-                    e[2] = hex[c >> 4];
-                    e[3] = hex[c & 15];
-                    put(l, e, 4);
-                }
-            } else if (c < 0x80) {
-                put(l, (const char *)&c, 1);
+        case U_CTL:
+            if (cp == '\n')
+                put(l, "\\n", 2);
+            else if (cp == '\r')
+                put(l, "\\r", 2);
+            else if (cp == '\t')
+                put(l, "\\t", 2);
+            else if (json) {
+                memcpy(e, "\\u00", 4);
+                e[4] = hex[cp >> 4];
+                e[5] = hex[cp & 15];
+                put(l, e, 6);
             } else {
-                /* Whole UTF-8 sequences only, so a cut never splits one and a
-                 * JSON reader never sees invalid UTF-8. */
-                size_t k = utf8_len(s + i, n - i);
-                if (k) {
-                    put(l, s + i, k);
-                    i += k - 1;
-                } else if (json) {
-                    put(l, "\\ufffd", 6);
-                } else {
-                    e[0] = '\\';
-                    e[1] = 'x';
-                    e[2] = hex[c >> 4];
-                    e[3] = hex[c & 15];
-                    put(l, e, 4);
-                }
+                e[0] = '\\';
+                e[1] = 'x';
+                e[2] = hex[cp >> 4];
+                e[3] = hex[cp & 15];
+                put(l, e, 4);
             }
+            break;
+        case U_UESC:
+            e[0] = '\\';
+            e[1] = 'u';
+            e[2] = hex[(cp >> 12) & 15];
+            e[3] = hex[(cp >> 8) & 15];
+            e[4] = hex[(cp >> 4) & 15];
+            e[5] = hex[cp & 15];
+            put(l, e, 6);
+            break;
+        case U_INVALID:
+            if (json) {
+                put(l, "\\ufffd", 6);
+            } else {
+                e[0] = '\\';
+                e[1] = 'x';
+                e[2] = hex[cp >> 4];
+                e[3] = hex[cp & 15];
+                put(l, e, 4);
+            }
+            break;
         }
     }
 }
 
-/* A JSON string: always closed, even when its content had to be cut. Returns false
+/* Whether a text value must be quoted to read back as one value: empty, or holding
+ * a space, '=', a quote, a backslash or anything escaped. */
+static bool text_needs_quotes(const char *s, size_t n)
+{
+    size_t k;
+    unsigned cp;
+
+    if (n == 0)
+        return true;
+    for (size_t i = 0; i < n; i += k) {
+        enum unit_kind u = next_unit(s + i, n - i, &k, &cp);
+        if (u == U_PLAIN) {
+            if (s[i] == ' ' || s[i] == '=')
+                return true;
+        } else if (u != U_UTF8) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A quoted string: always closed, even when its content had to be cut. Returns false
  * (and writes nothing) when not even the opening quote fits. */
-static bool put_json_string(struct line *l, const char *s, size_t n, bool unquote)
+static bool put_quoted(struct line *l, const char *s, size_t n, bool json)
 {
     size_t start = l->len;
 
@@ -212,7 +278,7 @@ static bool put_json_string(struct line *l, const char *s, size_t n, bool unquot
         l->len = start;
         return false;
     }
-    put_escaped(l, s, n, true, unquote);
+    put_escaped(l, s, n, json, true);
     if (l->full)
         put_tail(l, "\"");
     else
@@ -236,117 +302,99 @@ static void put_timestamp(struct line *l)
 
 /* ---- fields ------------------------------------------------------------------- */
 
-struct field {
-    const char *key;
-    size_t klen;
-    const char *val; /* raw, still with quotes and escapes */
-    size_t vlen;
-    bool quoted;
-    bool has_val;
-};
-
-/* Splits off the next space-separated field of *p; false at the end. */
-static bool next_field(const char **p, struct field *f)
+static bool key_ok(const char *k)
 {
-    const char *s = *p;
+    size_t n = 0;
 
-    while (*s == ' ' || *s == '\t')
-        s++;
-    if (!*s)
+    if (!k)
         return false;
-    memset(f, 0, sizeof(*f));
-    f->key = s;
-    while (*s && *s != '=' && *s != ' ' && *s != '\t')
-        s++;
-    f->klen = (size_t)(s - f->key);
-    if (*s == '=') {
-        s++;
-        f->has_val = true;
-        if (*s == '"') {
-            f->quoted = true;
-            f->val = ++s;
-            while (*s && *s != '"') {
-                if (*s == '\\' && s[1])
-                    s++;
-                s++;
-            }
-            f->vlen = (size_t)(s - f->val);
-            if (*s == '"')
-                s++;
-        } else {
-            f->val = s;
-            while (*s && *s != ' ' && *s != '\t')
-                s++;
-            f->vlen = (size_t)(s - f->val);
-        }
-    }
-    *p = s;
-    return true;
-}
-
-/* Fits a long long comfortably, so every JSON reader takes it as an integer. */
-static bool is_json_int(const char *s, size_t n)
-{
-    size_t i = 0;
-
-    if (n && s[0] == '-')
-        i++;
-    if (i == n || n - i > 18)
-        return false;
-    if (s[i] == '0' && n - i > 1)
-        return false;
-    for (; i < n; i++)
-        if (s[i] < '0' || s[i] > '9')
+    for (; k[n]; n++) {
+        char c = k[n];
+        if (n >= LOG_KEY_MAX ||
+            !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
             return false;
-    return true;
+    }
+    return n > 0;
 }
 
-static bool is_reserved_key(const char *k, size_t n)
+static bool is_reserved_key(const char *k)
 {
-    static const char *const reserved[] = {"ts", "level", "msg", "prog", "truncated"};
+    static const char *const reserved[] = {"ts",   "level",     "msg",
+                                           "prog", "truncated", "suppressed"};
 
     for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
-        if (strlen(reserved[i]) == n && memcmp(reserved[i], k, n) == 0)
+        if (strcmp(reserved[i], k) == 0)
             return true;
     return false;
 }
 
-static void put_json_field(struct line *l, const struct field *f)
+/* Whether field i is written: a valid key not used by an earlier written field. */
+static bool field_used(const log_field_t *f, size_t i)
+{
+    if (!key_ok(f[i].key) || f[i].type < LOG_F_STR || f[i].type > LOG_F_BOOL)
+        return false;
+    for (size_t j = 0; j < i; j++)
+        if (key_ok(f[j].key) && f[j].type >= LOG_F_STR && f[j].type <= LOG_F_BOOL &&
+            strcmp(f[j].key, f[i].key) == 0)
+            return false;
+    return true;
+}
+
+static size_t str_len(const log_field_t *f)
+{
+    if (f->len == (size_t)-1)
+        return strlen(f->v.s);
+    return strnlen(f->v.s, f->len);
+}
+
+/* One field, preceded by its separator; dropped whole if it does not fit, except a
+ * string, which is cut (and still closed). */
+static void put_field(struct line *l, const log_field_t *f, bool json)
 {
     size_t start = l->len;
-    char key[72];
-    size_t klen = f->klen;
-    const char *k = f->key;
+    char num[32];
+    const char *val = NULL;
+    size_t vlen = 0;
 
-    if (klen == 0)
-        return;
-    /* A field must not shadow the fixed members. */
-    if (is_reserved_key(f->key, f->klen)) {
-        klen = (size_t)snprintf(key, sizeof(key), "_%.*s", (int)f->klen, f->key);
-        k = key;
-    }
-    put(l, ",", 1);
-    if (!l->full && put_json_string(l, k, klen, false) && !l->full)
-        put(l, ":", 1);
+    put(l, json ? ",\"" : " ", json ? 2 : 1);
+    if (is_reserved_key(f->key))
+        put(l, "_", 1);
+    puts_(l, f->key); /* key_ok(): nothing to escape */
+    put(l, json ? "\":" : "=", json ? 2 : 1);
     if (l->full) {
         l->len = start; /* drop the whole field rather than leave a dangling key */
         return;
     }
-    if (!f->has_val) {
-        put(l, "true", 4); /* a bare word is a flag */
-    } else if (f->quoted) {
-        if (!put_json_string(l, f->val, f->vlen, true))
-            l->len = start;
+    switch (f->type) {
+    case LOG_F_STR:
+        if (!f->v.s) {
+            val = json ? "null" : "-";
+            break;
+        }
+        vlen = str_len(f);
+        if (json || text_needs_quotes(f->v.s, vlen)) {
+            if (!put_quoted(l, f->v.s, vlen, json))
+                l->len = start;
+        } else {
+            put_escaped(l, f->v.s, vlen, false, false);
+        }
         return; /* a string cut short is still valid: keep it */
-    } else if (is_json_int(f->val, f->vlen) ||
-               (f->vlen == 4 && memcmp(f->val, "true", 4) == 0) ||
-               (f->vlen == 5 && memcmp(f->val, "false", 5) == 0)) {
-        put(l, f->val, f->vlen);
-    } else {
-        if (!put_json_string(l, f->val, f->vlen, false))
-            l->len = start;
-        return;
+    case LOG_F_INT:
+        snprintf(num, sizeof(num), "%lld", f->v.i);
+        val = num;
+        break;
+    case LOG_F_UINT:
+        /* Above INT64_MAX many JSON readers (jansson among them) refuse the number. */
+        snprintf(num, sizeof(num), json && f->v.u > (unsigned long long)INT64_MAX ? "\"%llu\"" : "%llu",
+                 f->v.u);
+        val = num;
+        break;
+    case LOG_F_BOOL:
+        val = f->v.b ? "true" : "false";
+        break;
     }
+    puts_(l, val);
     if (l->full)
         l->len = start; /* a number or bool that did not fit: drop the field */
 }
@@ -376,14 +424,19 @@ static void write_line(const char *buf, size_t len)
     }
 }
 
-void log_emit(int level, const char *msg, const char *fields_fmt, ...)
+/* Text mode writes msg bare (it is normally a literal) unless it holds '=' or '"',
+ * which could make part of it read as a field: then it is quoted. */
+static void put_text_msg(struct line *l, const char *msg, size_t n)
+{
+    if (memchr(msg, '=', n) || memchr(msg, '"', n))
+        put_quoted(l, msg, n, false);
+    else
+        put_escaped(l, msg, n, false, false);
+}
+
+void log_emit(int level, const char *msg, const log_field_t *fields, size_t nfields)
 {
     struct line l;
-    char fields[LOG_FIELDS_MAX];
-    bool cut = false;
-    struct field f;
-    const char *p;
-    int n;
 
     if (level > log_level_current)
         return;
@@ -393,18 +446,8 @@ void log_emit(int level, const char *msg, const char *fields_fmt, ...)
         level = LOG_LVL_DEBUG;
     if (!msg)
         msg = "";
-
-    fields[0] = '\0';
-    if (fields_fmt) {
-        va_list ap;
-        va_start(ap, fields_fmt);
-        n = vsnprintf(fields, sizeof(fields), fields_fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            fields[0] = '\0';
-        else if ((size_t)n >= sizeof(fields))
-            cut = true;
-    }
+    if (!fields)
+        nfields = 0;
 
     l.len = 0;
     l.cap = sizeof(l.buf) - LOG_TAIL_RESERVE;
@@ -416,31 +459,27 @@ void log_emit(int level, const char *msg, const char *fields_fmt, ...)
         puts_(&l, "\",\"level\":\"");
         puts_(&l, level_names[level]);
         puts_(&l, "\",\"msg\":");
-        put_json_string(&l, msg, strlen(msg), false);
+        put_quoted(&l, msg, strlen(msg), true);
         if (log_prog[0] && !l.full) {
             puts_(&l, ",\"prog\":");
-            put_json_string(&l, log_prog, strlen(log_prog), false);
+            put_quoted(&l, log_prog, strlen(log_prog), true);
         }
-        p = fields;
-        while (!l.full && next_field(&p, &f))
-            put_json_field(&l, &f);
-        if (l.full || cut)
-            put_tail(&l, ",\"truncated\":true");
-        put_tail(&l, "}\n");
     } else {
         put_timestamp(&l);
         puts_(&l, " ");
         puts_(&l, level_text[level]);
         puts_(&l, " ");
-        put_escaped(&l, msg, strlen(msg), false, false);
-        p = fields;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (*p) {
-            puts_(&l, " ");
-            put_escaped(&l, p, strlen(p), false, false);
-        }
-        if (l.full || cut)
+        put_text_msg(&l, msg, strlen(msg));
+    }
+    for (size_t i = 0; i < nfields && !l.full; i++)
+        if (field_used(fields, i))
+            put_field(&l, &fields[i], log_json);
+    if (log_json) {
+        if (l.full)
+            put_tail(&l, ",\"truncated\":true");
+        put_tail(&l, "}\n");
+    } else {
+        if (l.full)
             put_tail(&l, " truncated=true");
         put_tail(&l, "\n");
     }
@@ -461,7 +500,7 @@ void log_lws_line(int lws_level, const char *line)
     if (lvl > log_level_current || !line)
         return;
 
-    /* lws ends every line with a newline; msg is %s-free, so copy and trim. */
+    /* lws ends every line with a newline; copy and trim. */
     n = strlen(line);
     while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
         n--;
@@ -471,7 +510,7 @@ void log_lws_line(int lws_level, const char *line)
             n = sizeof(msg) - 1;
         memcpy(msg, line, n);
         msg[n] = '\0';
-        log_emit(lvl, msg, "src=lws");
+        LOG_AT(lvl, msg, LF_STR("src", "lws"));
     }
 }
 

@@ -293,7 +293,8 @@ static void dispatch(wsconn_t *c, const char *buf, size_t len)
     if (rc) {
         /* The reference ignores what it cannot parse; we count it and go on. */
         n->stats.bad_frames++;
-        LOG_DEBUG("bad frame dropped", "peer=%s err=\"%s\" len=%zu", c->key, frame_strerror(rc), len);
+        LOG_DEBUG("bad frame dropped", LF_STR("peer", c->key), LF_STR("err", frame_strerror(rc)),
+                  LF_UINT("len", len));
         return;
     }
     switch (f.mode) {
@@ -321,7 +322,7 @@ static int take_piece(wsconn_t *c, const char *in, size_t len, bool first, bool 
         sbuf_reset(&c->rx);
     if (c->rx.len + len + more > n->max_frame) {
         n->stats.oversized++;
-        LOG_WARN("frame too large, closing", "peer=%s limit=%zu", c->key, n->max_frame);
+        LOG_WARN("frame too large, closing", LF_STR("peer", c->key), LF_UINT("limit", n->max_frame));
         return WSF_CLOSE_TOO_BIG;
     }
     if (first && final && !more) {
@@ -368,8 +369,8 @@ static int client_control(void *arg, int op, const unsigned char *p, size_t n)
         return 0;
     case WSF_OP_CLOSE:
         /* answer with the server's code, as RFC 6455 §5.5.1 asks, and go */
-        LOG_DEBUG("server closed the connection", "peer=%s code=%d", c->key,
-                  n >= 2 ? (p[0] << 8 | p[1]) : 1005);
+        LOG_DEBUG("server closed the connection", LF_STR("peer", c->key),
+                  LF_INT("code", n >= 2 ? (p[0] << 8 | p[1]) : 1005));
         c->closing = true;
         write_client_control(c, WSF_OP_CLOSE, p, n >= 2 ? 2 : 0);
         return -1;
@@ -389,7 +390,8 @@ static int client_rx(wsconn_t *c, const unsigned char *in, size_t len)
     struct wsclient *cl = c->cl;
     if (!cl->open) {
         if (sbuf_add(&cl->hs, (const char *)in, len) || cl->hs.len > WSCLIENT_HS_MAX) {
-            LOG_DEBUG("dial failed", "peer=%s err=\"handshake answer too long\"", c->key);
+            LOG_DEBUG("dial failed", LF_STR("peer", c->key),
+                      LF_STR("err", "handshake answer too long"));
             c->net->stats.dial_failures++;
             return -1;
         }
@@ -398,7 +400,7 @@ static int client_rx(wsconn_t *c, const unsigned char *in, size_t len)
         if (hl == 0)
             return 0;
         if (hl < 0) {
-            LOG_DEBUG("dial failed", "peer=%s err=\"%s\"", c->key, why);
+            LOG_DEBUG("dial failed", LF_STR("peer", c->key), LF_STR("err", why));
             c->net->stats.dial_failures++;
             return -1;
         }
@@ -421,7 +423,7 @@ static int client_rx(wsconn_t *c, const unsigned char *in, size_t len)
     if (rc > 0) {
         if (rc == WSF_CLOSE_PROTOCOL) {
             c->net->stats.bad_frames++;
-            LOG_WARN("protocol error from the server, closing", "peer=%s", c->key);
+            LOG_WARN("protocol error from the server, closing", LF_STR("peer", c->key));
         }
         c->closing = true;
         write_client_close(c, rc, rc == WSF_CLOSE_TOO_BIG ? "message too large" : "protocol error");
@@ -540,12 +542,13 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         int rc = addr_parse_handshake(path, strlen(path), &caller, &ns, &nslen);
         if (rc) {
             n->stats.conns_rejected++;
-            LOG_INFO("handshake refused", "path=\"%.64s\" err=\"%s\"", path, addr_strerror(rc));
+            LOG_INFO("handshake refused", LF_STRN("path", path, 64),
+                     LF_STR("err", addr_strerror(rc)));
             return -1;
         }
         if (n->naccepted >= n->max_conns) {
             n->stats.conns_rejected++;
-            LOG_WARN("connection limit reached, refusing peer", "limit=%zu", n->max_conns);
+            LOG_WARN("connection limit reached, refusing peer", LF_UINT("limit", n->max_conns));
             return -1;
         }
         char nsbuf[ADDR_NS_MAX];
@@ -611,7 +614,8 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             lws_set_opaque_user_data(wsi, NULL);
         } else if (c) {
             n->stats.dial_failures++;
-            LOG_DEBUG("dial failed", "peer=%s err=\"%s\"", c->key, in ? (const char *)in : "?");
+            LOG_DEBUG("dial failed", LF_STR("peer", c->key),
+                      LF_STR("err", in ? (const char *)in : "?"));
             conn_finish(c);
         }
         break;
@@ -657,7 +661,7 @@ static void dial_timeout(loop_timer_t *t)
     wsconn_t *c = lws_container_of(t, wsconn_t, dial_timer);
     if (c->established || !c->wsi)
         return;
-    LOG_DEBUG("handshake timeout", "peer=%s", c->key);
+    LOG_DEBUG("handshake timeout", LF_STR("peer", c->key));
     loop_kill_async(c->wsi);
 }
 

@@ -59,18 +59,19 @@ int main(int argc, char **argv)
     }
     loop_install_signals(ctx);
     if (registry_start(&r, ctx)) {
-        LOG_ERROR("cannot listen", "bind=%s port=%lld", r.cfg.bind, r.cfg.port);
+        LOG_ERROR("cannot listen", LF_STR("bind", r.cfg.bind), LF_INT("port", r.cfg.port));
         loop_destroy(ctx);
         cfg_free(options, &r.cfg);
         return 1;
     }
-    LOG_INFO("micro-registry listening", "bind=%s port=%lld version=%s nofile=%ld", r.cfg.bind,
-             r.cfg.port, MICRO_VERSION, nofile);
+    LOG_INFO("micro-registry listening", LF_STR("bind", r.cfg.bind), LF_INT("port", r.cfg.port),
+             LF_STR("version", MICRO_VERSION), LF_INT("nofile", nofile));
 
     while (!loop_signal())
         loop_run_once(ctx);
 
-    LOG_INFO("shutting down", "signal=%d instances=%zu", loop_signal(), hmap_len(&r.by_key));
+    LOG_INFO("shutting down", LF_INT("signal", loop_signal()),
+             LF_UINT("instances", hmap_len(&r.by_key)));
     registry_close_all(&r);
     /* Let the close frames go out, but never wait long for a peer. */
     int64_t deadline = now_ms() + 1000;

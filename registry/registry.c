@@ -84,7 +84,10 @@ static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const ch
     registry_t *r = reg_of(n);
     if (r->cfg.mesh_token && *r->cfg.mesh_token) {
         if (!wsconn_token_ok(wsi, r->cfg.mesh_token)) {
-            LOG_WARN("handshake refused: bad mesh token", "caller=%s:%u ns=%s", caller->host, caller->port, ns);
+            char who[ADDR_KEY_MAX];
+            if (addr_format_key(caller->host, caller->port, who, sizeof(who)) < 0)
+                who[0] = '\0';
+            LOG_WARN("handshake refused: bad mesh token", LF_STR("caller", who), LF_STR("ns", ns));
             return -1;
         }
     }
@@ -96,7 +99,8 @@ static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const ch
             p += 7;
         if (strcmp(p, caller->host) != 0) {
             LOG_WARN("handshake refused: claimed host is not the source address",
-                     "claimed=%s source=%s ns=%s", caller->host, ip, ns);
+                     LF_STR("claimed", caller->host), LF_STR("source", ip),
+                     LF_STR("ns", ns));
             return -1;
         }
     }
@@ -131,11 +135,12 @@ static void on_open(wsconn_t *c)
         r->replaced++;
         ns_remove(r, old);
         old->conn->user = NULL;
-        LOG_INFO("instance replaced by a new connection", "key=%s ns=%s", in->key, c->ns);
+        LOG_INFO("instance replaced by a new connection", LF_STR("key", in->key),
+                 LF_STR("ns", c->ns));
         wsconn_close(old->conn);
         free(old);
     }
-    LOG_INFO("instance registered", "key=%s ns=%s", in->key, c->ns);
+    LOG_INFO("instance registered", LF_STR("key", in->key), LF_STR("ns", c->ns));
 }
 
 static void on_close(wsconn_t *c)
@@ -144,7 +149,7 @@ static void on_close(wsconn_t *c)
     instance_t *in = c->user;
     if (!in)
         return;
-    LOG_INFO("instance removed", "key=%s ns=%s", in->key, c->ns);
+    LOG_INFO("instance removed", LF_STR("key", in->key), LF_STR("ns", c->ns));
     instance_drop(r, in);
     free(in);
     c->user = NULL;
@@ -333,8 +338,9 @@ static void sweep(loop_timer_t *t)
     for (size_t i = 0; i < nstale; i++) {
         instance_t *in = stale[i];
         r->evictions++;
-        LOG_INFO("instance evicted: no heartbeat", "key=%s ns=%s silent_ms=%lld", in->key,
-                 in->ns ? in->ns->name : "", (long long)(now - in->last_heartbeat_ms));
+        LOG_INFO("instance evicted: no heartbeat", LF_STR("key", in->key),
+                 LF_STR("ns", in->ns ? in->ns->name : ""),
+                 LF_INT("silent_ms", (long long)(now - in->last_heartbeat_ms)));
         /* Out of membership now, so no /-/find returns it while the socket closes. */
         instance_drop(r, in);
         in->conn->user = NULL;

@@ -274,7 +274,7 @@ static void routes_post(apireq_t *r, jspan_t body)
     sbuf_reset(&r->out);
     routes_json_one(s->routes, url, &r->out);
     if (rc == 201)
-        LOG_INFO("route added", "url=%s", url);
+        LOG_INFO("route added", LF_STR("url", url));
     answer(r, rc);
 }
 
@@ -350,7 +350,7 @@ static void dispatch(apireq_t *r, const char *url, const char *method)
         int rc = routes_del(s->routes, ru);
         if (rc == 404)
             return answer_error(r, 404, 404, "no route %s", ru);
-        LOG_INFO("route removed", "url=%s", ru);
+        LOG_INFO("route removed", LF_STR("url", ru));
         return answer(r, 204);
     }
     bool is_call = !strncmp(url, "/v1/call", 8), is_push = !strncmp(url, "/v1/push", 8);

@@ -137,7 +137,7 @@ static void on_timeout(loop_timer_t *t)
         fail(r, r->fail_status, r->fail_error);
         return;
     }
-    LOG_WARN("app request timed out", "timeout_ms=%lld", r->a->s->cfg.app_timeout_ms);
+    LOG_WARN("app request timed out", LF_INT("timeout_ms", r->a->s->cfg.app_timeout_ms));
     detach(r);
     fail(r, 504, "the app did not answer in time");
 }
@@ -292,7 +292,7 @@ int appclient_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         size_t used;
         int rc = http1_resp_feed(&c->resp, in, len, &used);
         if (rc == HTTP1_ERROR) {
-            LOG_WARN("bad response from the app", "err=\"%s\"", c->resp.error);
+            LOG_WARN("bad response from the app", LF_STR("err", c->resp.error));
             r->a->s->stats.app_errors++;
             c->req = NULL;
             r->conn = NULL;

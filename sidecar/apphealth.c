@@ -36,22 +36,24 @@ static void checked(void *arg, const app_result_t *r)
     if (ok) {
         s->health_failures = 0;
         if (!s->app_seen_healthy)
-            LOG_INFO("app is up", "url=%s", s->cfg.app_health_url);
+            LOG_INFO("app is up", LF_STR("url", s->cfg.app_health_url));
         s->app_seen_healthy = true;
         if (!s->app_healthy) {
             s->app_healthy = true;
-            LOG_INFO("app healthy, registering", "url=%s", s->cfg.app_health_url);
+            LOG_INFO("app healthy, registering", LF_STR("url", s->cfg.app_health_url));
             mesh_app_health_changed(s);
         }
     } else {
         s->stats.health_check_failures++;
         s->health_failures++;
-        LOG_DEBUG("app health check failed", "url=%s status=%d err=\"%s\" failures=%d", s->cfg.app_health_url,
-                  r->status, r->error ? r->error : "", s->health_failures);
+        LOG_DEBUG("app health check failed", LF_STR("url", s->cfg.app_health_url),
+                  LF_INT("status", r->status), LF_STR("err", r->error ? r->error : ""),
+                  LF_INT("failures", s->health_failures));
         if (s->app_healthy && s->health_failures >= threshold) {
             s->app_healthy = false;
-            LOG_WARN("app unhealthy, leaving the registry", "url=%s status=%d failures=%d",
-                     s->cfg.app_health_url, r->status, s->health_failures);
+            LOG_WARN("app unhealthy, leaving the registry", LF_STR("url", s->cfg.app_health_url),
+                     LF_INT("status", r->status),
+                     LF_INT("failures", s->health_failures));
             mesh_app_health_changed(s);
         }
     }

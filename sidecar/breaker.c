@@ -73,7 +73,8 @@ static void open_peer(sidecar_t *s, const char *ns, peerstate_t *p, const char *
     if (p->state != B_OPEN) {
         s->stats.breaker_exclusions++;
         if (consecutive(s))
-            LOG_WARN("circuit opened", "ns=%s peer=%s reason=%s failures=%d", ns, p->key, why, p->failures);
+            LOG_WARN("circuit opened", LF_STR("ns", ns), LF_STR("peer", p->key),
+                     LF_STR("reason", why), LF_INT("failures", p->failures));
     }
     p->state = B_OPEN;
     p->trial = false;
@@ -114,7 +115,7 @@ void breaker_success(sidecar_t *s, const char *ns, const char *key)
     if (!p)
         return;
     if (consecutive(s) && p->state != B_CLOSED)
-        LOG_INFO("circuit closed", "ns=%s peer=%s", ns, key);
+        LOG_INFO("circuit closed", LF_STR("ns", ns), LF_STR("peer", key));
     forget(s, b, p);
 }
 
@@ -180,7 +181,7 @@ void breaker_attempt(sidecar_t *s, const char *ns, const char *key)
     peerstate_t *p = b ? hmap_gets(&b->peers, key) : NULL;
     if (p && consecutive(s) && p->state == B_HALF_OPEN) {
         p->trial = true;
-        LOG_INFO("circuit half-open: trial call", "ns=%s peer=%s", ns, key);
+        LOG_INFO("circuit half-open: trial call", LF_STR("ns", ns), LF_STR("peer", key));
     }
 }
 

@@ -196,7 +196,8 @@ static void failed(call_t *c, int status, const char *msg)
     if (c->retries_left > 0 && !final && !s->done) {
         c->retries_left--;
         s->stats.retries++;
-        LOG_DEBUG("call failed, retrying", "ns=%s url=%s status=%d cid=%s", c->ns, c->url, status, c->cid);
+        LOG_DEBUG("call failed, retrying", LF_STR("ns", c->ns), LF_STR("url", c->url),
+                  LF_INT("status", status), LF_STR("cid", c->cid));
         attempt(c);
         return;
     }

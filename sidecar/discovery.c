@@ -73,7 +73,8 @@ static void lookup_failed(sidecar_t *s, disc_entry_t *e, int err)
     s->stats.find_failures++;
     if (usable(e->conn)) {
         s->stats.degraded++;
-        LOG_DEBUG("lookup failed, using the cached peer", "ns=%s peer=%s", e->ns, e->conn->key);
+        LOG_DEBUG("lookup failed, using the cached peer", LF_STR("ns", e->ns),
+                  LF_STR("peer", e->conn->key));
         e->state = D_READY;
         resolve(e, 0);
         return;
@@ -110,7 +111,7 @@ static void found(void *arg, int status, const frame_t *resp)
     char hostbuf[ADDR_HOST_MAX];
     uint64_t portnum;
     if (status != 200) {
-        LOG_DEBUG("registry lookup failed", "ns=%s status=%d", e->ns, status);
+        LOG_DEBUG("registry lookup failed", LF_STR("ns", e->ns), LF_INT("status", status));
         lookup_failed(s, e, CALL_E_NO_INSTANCE);
         return;
     }

@@ -180,8 +180,9 @@ static void begin_drain(sidecar_t *s)
 {
     s->draining = true;
     s->drain_deadline_ms = now_ms() + s->cfg.shutdown_grace_ms;
-    LOG_INFO("draining: not ready, leaving the registry", "grace_ms=%lld calls=%zu inbound=%zu",
-             s->cfg.shutdown_grace_ms, s->calls_inflight, s->inbound_inflight);
+    LOG_INFO("draining: not ready, leaving the registry",
+             LF_INT("grace_ms", s->cfg.shutdown_grace_ms), LF_UINT("calls", s->calls_inflight),
+             LF_UINT("inbound", s->inbound_inflight));
     mesh_begin_drain(s);
     loop_timer_schedule(s->ctx, &s->drain_timer, drain_step, 1);
 }
@@ -192,8 +193,8 @@ static void drain_step(loop_timer_t *t)
     int64_t now = now_ms();
     if (drained(s) || now >= s->drain_deadline_ms) {
         if (!drained(s)) {
-            LOG_WARN("grace over, aborting what is left", "calls=%zu inbound=%zu", s->calls_inflight,
-                     s->inbound_inflight);
+            LOG_WARN("grace over, aborting what is left", LF_UINT("calls", s->calls_inflight),
+                     LF_UINT("inbound", s->inbound_inflight));
             call_abort_all(s);
             mesh_abort_inbound(s);
         }
@@ -275,17 +276,21 @@ int main(int argc, char **argv)
     loop_install_signals(s.ctx);
     s.app = appclient_new(&s);
     if (mesh_start(&s)) {
-        LOG_ERROR("cannot listen on the mesh port", "bind=%s port=%lld", s.cfg.mesh_bind, s.cfg.mesh_port);
+        LOG_ERROR("cannot listen on the mesh port", LF_STR("bind", s.cfg.mesh_bind),
+                  LF_INT("port", s.cfg.mesh_port));
         return 1;
     }
     s.api = api_start(&s);
     if (!s.api) {
-        LOG_ERROR("cannot listen on the API port", "bind=%s port=%lld", s.cfg.api_bind, s.cfg.api_port);
+        LOG_ERROR("cannot listen on the API port", LF_STR("bind", s.cfg.api_bind),
+                  LF_INT("port", s.cfg.api_port));
         return 1;
     }
-    LOG_INFO("micro-sidecar started", "ns=%s advertise=%s mesh=%s:%lld api=%s:%lld registry=%s app=%s routes=%zu version=%s",
-             s.cfg.ns, s.self_key, s.cfg.mesh_bind, s.cfg.mesh_port, s.cfg.api_bind, s.cfg.api_port,
-             s.cfg.registry, s.cfg.app_url, routes_count(s.routes), MICRO_VERSION);
+    LOG_INFO("micro-sidecar started", LF_STR("ns", s.cfg.ns), LF_STR("advertise", s.self_key),
+             LF_STR("mesh_bind", s.cfg.mesh_bind), LF_INT("mesh_port", s.cfg.mesh_port),
+             LF_STR("api_bind", s.cfg.api_bind), LF_INT("api_port", s.cfg.api_port),
+             LF_STR("registry", s.cfg.registry), LF_STR("app", s.cfg.app_url),
+             LF_UINT("routes", routes_count(s.routes)), LF_STR("version", MICRO_VERSION));
 
     while (!s.done || s.draining) {
         loop_run_once(s.ctx);
@@ -296,8 +301,8 @@ int main(int argc, char **argv)
             (!mesh_queued_bytes(&s) || now_ms() >= s.drain_deadline_ms + 300))
             break;
     }
-    LOG_INFO("stopped", "calls=%llu inbound=%llu", (unsigned long long)s.stats.calls,
-             (unsigned long long)s.stats.inbound);
+    LOG_INFO("stopped", LF_UINT("calls", (unsigned long long)s.stats.calls),
+             LF_UINT("inbound", (unsigned long long)s.stats.inbound));
     api_stop(s.api);
     loop_destroy(s.ctx);
     appclient_free(s.app);

@@ -131,8 +131,8 @@ static void dial_registry(sidecar_t *s)
 {
     s->registry = wsconn_dial(&s->net, &s->registry_addr, s->handshake, s->cfg.handshake_timeout_ms, NULL);
     if (!s->registry) {
-        LOG_WARN("registry unreachable, will retry", "registry=%s retry_ms=%lld", s->cfg.registry,
-                 s->cfg.reconnect_interval_ms);
+        LOG_WARN("registry unreachable, will retry", LF_STR("registry", s->cfg.registry),
+                 LF_INT("retry_ms", s->cfg.reconnect_interval_ms));
         loop_timer_schedule(s->ctx, &s->reconnect_timer, reconnect, s->cfg.reconnect_interval_ms * LWS_US_PER_MS);
     }
 }
@@ -142,16 +142,17 @@ static void registry_opened(sidecar_t *s)
     s->registry_up = true;
     s->stats.registry_connects++;
     if (!s->ever_registered)
-        LOG_INFO("registered with the registry", "registry=%s as=%s ns=%s ms_since_start=%lld",
-                 s->cfg.registry, s->self_key, s->cfg.ns, (long long)(now_ms() - s->started_ms));
+        LOG_INFO("registered with the registry", LF_STR("registry", s->cfg.registry),
+                 LF_STR("as", s->self_key), LF_STR("ns", s->cfg.ns),
+                 LF_INT("ms_since_start", (long long)(now_ms() - s->started_ms)));
     else
-        LOG_INFO("registered with the registry again", "registry=%s", s->cfg.registry);
+        LOG_INFO("registered with the registry again", LF_STR("registry", s->cfg.registry));
     s->ever_registered = true;
     if (!s->app_healthy) {
         /* the app went down while we were registering: we have reached the
          * registry (so /-/ready may pass and a native pod can start its app), but
          * nobody should find an app that is down — leave again at once */
-        LOG_INFO("app not healthy: leaving the registry again", "registry=%s", s->cfg.registry);
+        LOG_INFO("app not healthy: leaving the registry again", LF_STR("registry", s->cfg.registry));
         wsconn_close(s->registry);
         return;
     }
@@ -168,11 +169,11 @@ static void registry_closed(sidecar_t *s)
         return;
     if (was_up) {
         s->stats.registry_disconnects++;
-        LOG_WARN("registry connection lost, reconnecting", "registry=%s", s->cfg.registry);
+        LOG_WARN("registry connection lost, reconnecting", LF_STR("registry", s->cfg.registry));
         dial_registry(s); /* at once, as the reference does */
     } else {
-        LOG_WARN("registry unreachable, will retry", "registry=%s retry_ms=%lld", s->cfg.registry,
-                 s->cfg.reconnect_interval_ms);
+        LOG_WARN("registry unreachable, will retry", LF_STR("registry", s->cfg.registry),
+                 LF_INT("retry_ms", s->cfg.reconnect_interval_ms));
         loop_timer_schedule(s->ctx, &s->reconnect_timer, reconnect, s->cfg.reconnect_interval_ms * LWS_US_PER_MS);
     }
 }
@@ -184,7 +185,10 @@ static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const ch
     sidecar_t *s = sc(n);
     if (s->cfg.mesh_token && *s->cfg.mesh_token) {
         if (!wsconn_token_ok(wsi, s->cfg.mesh_token)) {
-            LOG_WARN("peer refused: bad mesh token", "caller=%s:%u ns=%s", caller->host, caller->port, ns);
+            char who[ADDR_KEY_MAX];
+            if (addr_format_key(caller->host, caller->port, who, sizeof(who)) < 0)
+                who[0] = '\0';
+            LOG_WARN("peer refused: bad mesh token", LF_STR("caller", who), LF_STR("ns", ns));
             return -1;
         }
     }
@@ -206,9 +210,9 @@ static void on_open(wsconn_t *c)
         /* one connection per pair: an inbound one becomes the way to reach it */
         int err;
         hmap_put(&s->peers, c->key, strlen(c->key), c, &err);
-        LOG_DEBUG("peer connected", "peer=%s ns=%s", c->key, c->ns);
+        LOG_DEBUG("peer connected", LF_STR("peer", c->key), LF_STR("ns", c->ns));
     } else {
-        LOG_DEBUG("peer dialed", "peer=%s", c->key);
+        LOG_DEBUG("peer dialed", LF_STR("peer", c->key));
         disc_conn_open(s, c);
     }
 }
@@ -249,7 +253,7 @@ static void on_app_answer(void *arg, const app_result_t *r)
     } else {
         s->stats.inbound_failed++;
         if (r->status == 0)
-            LOG_WARN("app unreachable", "err=\"%s\"", r->error ? r->error : "?");
+            LOG_WARN("app unreachable", LF_STR("err", r->error ? r->error : "?"));
     }
     if (ib->twoway)
         respond(p->conn, ib->id, o.status, o.result, o.result_len, o.message);
@@ -369,7 +373,8 @@ static void on_abort(wsconn_t *c, uint64_t target)
     inbound_t *ib = hmap_get(&p->inbound, &target, sizeof(target));
     if (!ib)
         return;
-    LOG_DEBUG("inbound call aborted by the caller", "peer=%s id=%llu", c->key, (unsigned long long)target);
+    LOG_DEBUG("inbound call aborted by the caller", LF_STR("peer", c->key),
+              LF_UINT("id", (unsigned long long)target));
     inbound_abort(s, ib, 0, NULL); /* no answer after an ABORT */
 }
 
@@ -428,7 +433,7 @@ void mesh_begin_drain(sidecar_t *s)
     loop_timer_cancel(&s->reconnect_timer);
     loop_timer_cancel(&s->heartbeat_timer);
     if (s->registry) {
-        LOG_INFO("leaving the registry", "registry=%s", s->cfg.registry);
+        LOG_INFO("leaving the registry", LF_STR("registry", s->cfg.registry));
         wsconn_close(s->registry);
     }
 }
