@@ -1,5 +1,8 @@
 #include "addr.h"
+#include "utf8.h"
 
+#include <arpa/inet.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,6 +33,79 @@ static int copy_host(const char *h, size_t n, addr_t *out)
     memcpy(out->host, h, n);
     out->host[n] = '\0';
     return ADDR_OK;
+}
+
+/* An RFC 1123 label: 1-63 letters, digits and '-', not starting or ending with '-'. */
+static bool dns_label_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static bool all_digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return n > 0;
+}
+
+bool addr_host_valid(const char *h, size_t n)
+{
+    char buf[ADDR_HOST_MAX];
+    struct in6_addr a6;
+    struct in_addr a4;
+
+    if (n == 0 || n >= sizeof(buf) || memchr(h, '\0', n))
+        return false;
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    if (memchr(buf, ':', n)) {
+        /* IPv6, optionally with a zone: fe80::1%eth0 */
+        char *zone = strchr(buf, '%');
+        if (zone) {
+            size_t zl = n - (size_t)(zone - buf) - 1;
+            if (zl == 0 || zl > 15)
+                return false;
+            for (size_t i = 1; i <= zl; i++) {
+                char c = zone[i];
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '.' || c == '-'))
+                    return false;
+            }
+            *zone = '\0';
+        }
+        return inet_pton(AF_INET6, buf, &a6) == 1;
+    }
+    if (inet_pton(AF_INET, buf, &a4) == 1)
+        return true;
+    /* A DNS name: labels split at '.', at most 253 bytes (one trailing '.' allowed);
+     * a last label of digits only would be a malformed IPv4 address, not a name. */
+    if (buf[n - 1] == '.')
+        n--;
+    if (n == 0 || n > 253)
+        return false;
+    const char *label = buf, *end = buf + n;
+    for (;;) {
+        const char *dot = memchr(label, '.', (size_t)(end - label));
+        size_t ll = (size_t)((dot ? dot : end) - label);
+        if (!dns_label_ok(label, ll))
+            return false;
+        if (!dot)
+            return !all_digits(label, ll);
+        label = dot + 1;
+    }
+}
+
+bool addr_ns_valid(const char *ns, size_t n)
+{
+    return n > 0 && n < ADDR_NS_MAX && utf8_valid_text(ns, n);
 }
 
 int addr_parse_key(const char *key, size_t len, addr_t *out)
@@ -82,12 +158,14 @@ int addr_parse_handshake(const char *path, size_t len, addr_t *caller,
     int rc = copy_host(path, (size_t)(s1 - path), caller);
     if (rc)
         return rc;
+    if (!addr_host_valid(caller->host, strlen(caller->host)))
+        return ADDR_E_HOST;
     caller->port = addr_parse_port(rest, (size_t)(s2 - rest));
     if (!caller->port)
         return ADDR_E_PORT;
     *ns = s2 + 1;
     *nslen = len - (size_t)(*ns - path);
-    if (*nslen == 0 || *nslen >= ADDR_NS_MAX)
+    if (!addr_ns_valid(*ns, *nslen))
         return ADDR_E_NAMESPACE;
     return ADDR_OK;
 }
@@ -106,9 +184,9 @@ const char *addr_strerror(int err)
     case ADDR_OK: return "ok";
     case ADDR_E_SYNTAX: return "not host:port";
     case ADDR_E_PORT: return "port must be an integer 1-65535";
-    case ADDR_E_HOST: return "bad host";
+    case ADDR_E_HOST: return "host is not an IP address or a DNS name";
     case ADDR_E_SEGMENTS: return "handshake path needs /host/port/namespace";
-    case ADDR_E_NAMESPACE: return "empty or too long namespace";
+    case ADDR_E_NAMESPACE: return "namespace empty, too long, not UTF-8 or with control characters";
     }
     return "unknown error";
 }

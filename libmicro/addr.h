@@ -4,6 +4,7 @@
 #ifndef MICRO_ADDR_H
 #define MICRO_ADDR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define ADDR_HOST_MAX 256
@@ -19,9 +20,9 @@ enum {
     ADDR_OK = 0,
     ADDR_E_SYNTAX = -1,   /* not host:port */
     ADDR_E_PORT = -2,     /* port missing, not an integer, or out of 1..65535 */
-    ADDR_E_HOST = -3,     /* empty or too long host */
+    ADDR_E_HOST = -3,     /* empty or too long host; in a handshake, not addr_host_valid() */
     ADDR_E_SEGMENTS = -4, /* handshake path with fewer than 3 segments */
-    ADDR_E_NAMESPACE = -5 /* empty or too long namespace */
+    ADDR_E_NAMESPACE = -5 /* namespace not addr_ns_valid() */
 };
 
 /* "host:port" or "[v6]:port" → addr. Returns ADDR_OK or a negative ADDR_E_*. */
@@ -31,9 +32,22 @@ unsigned addr_parse_port(const char *s, size_t len);
 /* Writes the canonical key; returns its length, or -1 if it does not fit. */
 int addr_format_key(const char *host, unsigned port, char *out, size_t outlen);
 
+/* Whether h[0..n) (brackets already removed) is an IPv4 literal, an IPv6 literal
+ * (optionally with a %zone) or a DNS name of RFC 1123 labels (letters, digits, '-';
+ * <= 63 bytes each, <= 253 in all, one trailing '.' allowed; the last label not all
+ * digits). Anything else (spaces, quotes, '=', controls, '_') is refused, so a
+ * claimed identity is always something a resolver could answer for. */
+bool addr_host_valid(const char *h, size_t n);
+
+/* Whether ns[0..n) can be a namespace: 1..ADDR_NS_MAX-1 bytes of valid UTF-8 without
+ * control characters (C0, DEL, C1, U+2028/2029, bidi controls: utf8_is_control()),
+ * so it is safe as a JSON key, a Prometheus label and in a log line. */
+bool addr_ns_valid(const char *ns, size_t n);
+
 /* Parses a handshake path (query string allowed, ignored): on success fills the
  * caller's address and points *ns and *nslen into `path` at the namespace
- * (extras joined by '/'). An empty namespace is refused (ADDR_E_NAMESPACE). */
+ * (extras joined by '/'). The host must pass addr_host_valid() (ADDR_E_HOST) and
+ * the namespace addr_ns_valid() (ADDR_E_NAMESPACE: an empty one too). */
 int addr_parse_handshake(const char *path, size_t len, addr_t *caller,
                          const char **ns, size_t *nslen);
 /* Builds "/{host}/{port}/{ns}" (+ "?query" when query is non-NULL); returns length or -1. */

@@ -4,6 +4,7 @@
  * never parsed back, so no value can turn into another field (issue 10, item 4).
  * The only state is set at start-up. */
 #include "log.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -116,48 +117,6 @@ enum unit_kind {
     U_INVALID, /* a byte that does not start a valid sequence */
 };
 
-/* Length of the valid UTF-8 sequence at s (lead byte >= 0x80) and its code point,
- * or 0 if invalid (overlong, surrogate, out of range, cut short). */
-static size_t utf8_decode(const unsigned char *s, size_t n, unsigned *out)
-{
-    size_t len;
-    unsigned cp;
-
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        len = 2;
-        cp = s[0] & 0x1f;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        len = 3;
-        cp = s[0] & 0x0f;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        len = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    *out = cp;
-    return len;
-}
-
-/* Code points a terminal or a log viewer may act on: C1 controls, the line and
- * paragraph separators (JavaScript line ends) and the bidirectional controls that
- * reorder what a reader sees (CVE-2021-42574). */
-static bool cp_needs_escape(unsigned cp)
-{
-    return (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
-           (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff;
-}
-
 static enum unit_kind next_unit(const char *str, size_t n, size_t *len, unsigned *cp)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -172,13 +131,13 @@ static enum unit_kind next_unit(const char *str, size_t n, size_t *len, unsigned
         return U_BSLASH;
     if (s[0] < 0x80)
         return U_PLAIN;
-    *len = utf8_decode(s, n, cp);
+    *len = utf8_decode(str, n, cp);
     if (*len == 0) {
         *len = 1;
         *cp = s[0];
         return U_INVALID;
     }
-    return cp_needs_escape(*cp) ? U_UESC : U_UTF8;
+    return utf8_is_control(*cp) ? U_UESC : U_UTF8;
 }
 
 /* Appends s[0..n) escaped for the format: JSON string content, or a text value

@@ -19,8 +19,12 @@
 
 static int check_ns(const char *v, char *err, size_t errlen)
 {
-    if (!*v || strlen(v) >= ADDR_NS_MAX || v[0] == '/' || v[strlen(v) - 1] == '/' || strchr(v, '?')) {
-        snprintf(err, errlen, "must be a non-empty name without leading/trailing '/' or '?'");
+    /* Peers see the namespace in the handshake path: ' ' would break the request
+     * line, '#' and '?' end the path, and lws-based peers decode '%xx' while the
+     * reference does not, so none of them can mean the same to every peer. */
+    if (!addr_ns_valid(v, strlen(v)) || v[0] == '/' || v[strlen(v) - 1] == '/' || strpbrk(v, " ?#%")) {
+        snprintf(err, errlen, "must be a non-empty UTF-8 name without control characters, "
+                              "leading/trailing '/', ' ', '?', '#' or '%%'");
         return -1;
     }
     return 0;

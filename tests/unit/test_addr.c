@@ -227,6 +227,88 @@ static void handshake_build_round_trip(void **state)
     assert_int_equal(addr_build_handshake("h", 1, "ns", NULL, path, 8), 7);
 }
 
+static void host_validation(void **state)
+{
+    (void)state;
+    static const char *const good[] = {
+        "10.1.2.3", "127.0.0.1", "0.0.0.0", "::1", "::", "fe80::1", "2001:db8::a:b",
+        "::ffff:10.0.0.1", "fe80::1%eth0", "h", "localhost", "a-b.c-d.example", "EXAMPLE.com",
+        "payments.default.svc.cluster.local", "pod-10-1-2-3.ns.pod", "x.com.", "1a.b", "a.1b",
+        "0123456789012345678901234567890123456789012345678901234567890ab.c",
+    };
+    static const char *const bad[] = {
+        "", " ", "host with space", "h\t", "h\n", "evil.com ", "a=b", "x\"y", "a_b", "-a", "a-",
+        "a..b", ".a", "..", ".", "a.-b", "1.2.3.999", "1.2.3", "10.0.0.256", "256", "::1 ",
+        "::g", "fe80::1%", "fe80::1%eth0 x", "fe80::1%0123456789abcdef", "1.2.3.4%eth0",
+        "h\xff", "h\xc3\xa9", "a/b", "[::1]", "a:b", "a\\b", "a%20b",
+        "01234567890123456789012345678901234567890123456789012345678901234.c", /* 64 */
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (!addr_host_valid(good[i], strlen(good[i])))
+            fail_msg("refused good host \"%s\"", good[i]);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (addr_host_valid(bad[i], strlen(bad[i])))
+            fail_msg("accepted bad host \"%s\"", bad[i]);
+    /* 253 bytes in all, not more; only n bytes count; a NUL inside is refused */
+    char name[300];
+    memset(name, 'a', sizeof(name));
+    for (int i = 50; i < 300; i += 51)
+        name[i] = '.';
+    assert_true(addr_host_valid(name, 253));
+    assert_false(addr_host_valid(name, 254));
+    assert_true(addr_host_valid("hostxyz", 4));
+    assert_false(addr_host_valid("ho\0st", 5));
+}
+
+static void namespace_validation(void **state)
+{
+    (void)state;
+    assert_true(addr_ns_valid("payments", 8));
+    assert_true(addr_ns_valid("a/b", 3));
+    assert_true(addr_ns_valid("pay ments verified=true level=error", 35)); /* safe: just a name */
+    assert_true(addr_ns_valid("x\" forged=\"1", 12));
+    assert_true(addr_ns_valid("日本", strlen("日本")));
+    assert_false(addr_ns_valid("", 0));
+    assert_false(addr_ns_valid("pay\xffments", 9));
+    assert_false(addr_ns_valid("pay\xc3", 4));             /* cut sequence */
+    assert_false(addr_ns_valid("\xc0\xaf", 2));             /* overlong '/' */
+    assert_false(addr_ns_valid("\xed\xa0\x80", 3));         /* surrogate */
+    assert_false(addr_ns_valid("a\x01" "b", 3));
+    assert_false(addr_ns_valid("a\nb", 3));
+    assert_false(addr_ns_valid("a\x7f", 2));
+    assert_false(addr_ns_valid("a\0b", 3));
+    assert_false(addr_ns_valid("a\xc2\x85", 3));            /* C1 NEL */
+    assert_false(addr_ns_valid("a\xe2\x80\xa8", 4));        /* U+2028 */
+    assert_false(addr_ns_valid("a\xe2\x80\xae" "b", 5));       /* U+202E */
+    assert_false(addr_ns_valid("a\xe2\x81\xa6", 4));        /* U+2066 */
+    char big[ADDR_NS_MAX];
+    memset(big, 'n', sizeof(big));
+    assert_true(addr_ns_valid(big, ADDR_NS_MAX - 1));
+    assert_false(addr_ns_valid(big, ADDR_NS_MAX));
+}
+
+static void handshake_refuses_forged_identities(void **state)
+{
+    (void)state;
+    addr_t a;
+    char ns[ADDR_NS_MAX];
+    /* lws has already decoded %xx when we see the path */
+    assert_int_equal(hs("/host with space/9100/ns", &a, ns), ADDR_E_HOST);
+    assert_int_equal(hs("/10.0.0.1 verified=true/9100/ns", &a, ns), ADDR_E_HOST);
+    assert_int_equal(hs("/x\"y/9100/ns", &a, ns), ADDR_E_HOST);
+    assert_int_equal(hs("/evil.com\n/9100/ns", &a, ns), ADDR_E_HOST);
+    assert_int_equal(hs("/[a b]/9100/ns", &a, ns), ADDR_E_HOST);
+    assert_int_equal(hs("/10.1.2.3/9100/pay\xffments", &a, ns), ADDR_E_NAMESPACE);
+    assert_int_equal(hs("/10.1.2.3/9100/a\x1b[31mred", &a, ns), ADDR_E_NAMESPACE);
+    assert_int_equal(hs("/10.1.2.3/9100/a\xe2\x80\xae" "b", &a, ns), ADDR_E_NAMESPACE);
+    assert_int_equal(hs("/10.1.2.3/9100/pay ments verified=true level=error", &a, ns), ADDR_OK);
+    assert_string_equal(ns, "pay ments verified=true level=error");
+    assert_int_equal(hs("/payments.default.svc/9100/ns", &a, ns), ADDR_OK);
+    assert_string_equal(a.host, "payments.default.svc");
+    assert_int_equal(hs("/[fe80::1%eth0]/9100/ns", &a, ns), ADDR_OK);
+    assert_string_equal(a.host, "fe80::1%eth0");
+}
+
 static void strerror_names_every_code(void **state)
 {
     (void)state;
@@ -249,6 +331,9 @@ int main(void)
         cmocka_unit_test(handshake_parse),
         cmocka_unit_test(handshake_errors),
         cmocka_unit_test(handshake_build_round_trip),
+        cmocka_unit_test(host_validation),
+        cmocka_unit_test(namespace_validation),
+        cmocka_unit_test(handshake_refuses_forged_identities),
         cmocka_unit_test(strerror_names_every_code),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
