@@ -158,7 +158,7 @@ int addr_parse_handshake(const char *path, size_t len, addr_t *caller,
     int rc = copy_host(path, (size_t)(s1 - path), caller);
     if (rc)
         return rc;
-    if (!addr_host_valid(caller->host, strlen(caller->host)))
+    if (memchr(path, '\0', (size_t)(s1 - path)) || !addr_host_valid(caller->host, strlen(caller->host)))
         return ADDR_E_HOST;
     caller->port = addr_parse_port(rest, (size_t)(s2 - rest));
     if (!caller->port)

@@ -238,10 +238,10 @@ static bool put_quoted(struct line *l, const char *s, size_t n, bool json)
         return false;
     }
     put_escaped(l, s, n, json, true);
-    if (l->full)
+    start = l->len;
+    put(l, "\"", 1);
+    if (l->len == start) /* the content, or just the closing quote, did not fit */
         put_tail(l, "\"");
-    else
-        put(l, "\"", 1);
     return true;
 }
 
@@ -384,10 +384,11 @@ static void write_line(const char *buf, size_t len)
 }
 
 /* Text mode writes msg bare (it is normally a literal) unless it holds '=' or '"',
- * which could make part of it read as a field: then it is quoted. */
+ * which could make part of it read as a field, or a backslash, which could pass for an
+ * escape: then it is quoted. */
 static void put_text_msg(struct line *l, const char *msg, size_t n)
 {
-    if (memchr(msg, '=', n) || memchr(msg, '"', n))
+    if (memchr(msg, '=', n) || memchr(msg, '"', n) || memchr(msg, '\\', n))
         put_quoted(l, msg, n, false);
     else
         put_escaped(l, msg, n, false, false);
@@ -420,8 +421,10 @@ void log_emit(int level, const char *msg, const log_field_t *fields, size_t nfie
         puts_(&l, "\",\"msg\":");
         put_quoted(&l, msg, strlen(msg), true);
         if (log_prog[0] && !l.full) {
+            size_t start = l.len;
             puts_(&l, ",\"prog\":");
-            put_quoted(&l, log_prog, strlen(log_prog), true);
+            if (l.full || !put_quoted(&l, log_prog, strlen(log_prog), true))
+                l.len = start; /* no dangling key */
         }
     } else {
         put_timestamp(&l);

@@ -1,6 +1,7 @@
 /* fuzz_handshake: addr_parse_handshake and addr_parse_key on arbitrary bytes.
  * Whatever parses must be well formed (host 1..255 bytes without brackets or '/',
- * port 1..65535, namespace inside the input) and, for inputs without NUL bytes,
+ * an IP or DNS name, port 1..65535, namespace inside the input, valid UTF-8 without
+ * control characters) and, for inputs without NUL bytes,
  * must survive a build/format → parse round trip unchanged. */
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +34,8 @@ static void fuzz_handshake(const char *p, size_t n, int has_nul)
     CHECK(nslen > 0 && nslen < ADDR_NS_MAX);
     CHECK(ns > p && ns + nslen <= p + n);
     CHECK(!memchr(ns, '?', nslen));
+    /* a claimed identity is an IP or DNS name, a namespace clean UTF-8 */
+    CHECK(addr_host_valid(a.host, strlen(a.host)) && addr_ns_valid(ns, nslen));
     /* "/h/1/ns/" parses as namespace "ns": a namespace ending in '/' cannot
      * survive the round trip, by the rules of PROTOCOL §2. */
     if (has_nul || ns[nslen - 1] == '/')

@@ -381,6 +381,9 @@ static void test_text_escaping(void **state)
                              "utf=日本 tab=\"a\\\\tb\"\n$");
     LOG_INFO("bidi \xe2\x80\xae in msg \xff");
     assert_matches(output(), "^[^ ]+Z INFO  bidi \\\\u202e in msg \\\\xff\n$");
+    /* A backslash in msg could pass for an escape: quoted, and escaped. */
+    LOG_INFO("C:\\dir\\n");
+    assert_matches(output(), "^[^ ]+Z INFO  \"C:\\\\\\\\dir\\\\\\\\n\"\n$");
 }
 
 static void test_truncation_json(void **state)
@@ -422,6 +425,22 @@ static void test_truncation_json(void **state)
         assert_int_equal(json_integer_value(json_object_get(j, "a")), 1);
         assert_true(json_is_string(json_object_get(j, "v")));
         json_decref(j);
+    }
+
+    /* Every cut offset with plain ASCII: a string or the prog member ending right at
+     * the limit (content fits, closing quote does not) must still be closed. */
+    for (size_t len = 3850; len < 4000; len++) {
+        static char val[4000];
+        memset(val, 'x', len);
+        val[len] = '\0';
+        LOG_INFO("m", LF_STR("v", val));
+        s = output();
+        assert_true(strlen(s) <= 4000);
+        json_decref(parse_line(s));
+        log_emit(LOG_LVL_INFO, val + (4000 - len) / 2, NULL, 0); /* msg, then prog */
+        s = output();
+        assert_true(strlen(s) <= 4000);
+        json_decref(parse_line(s));
     }
 
     /* Many small fields: the cut drops whole fields. */
