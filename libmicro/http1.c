@@ -45,47 +45,107 @@ static bool token_in(const char *v, const char *tok)
 {
     size_t n = strlen(tok);
     for (const char *p = v; (p = strcasestr(p, tok)) != NULL; p += n) {
-        bool start = p == v || p[-1] == ',' || p[-1] == ' ';
-        bool end = !p[n] || p[n] == ',' || p[n] == ' ' || p[n] == '\r';
+        bool start = p == v || p[-1] == ',' || p[-1] == ' ' || p[-1] == '\t';
+        bool end = !p[n] || p[n] == ',' || p[n] == ' ' || p[n] == '\t';
         if (start && end)
             return true;
     }
     return false;
 }
 
-/* Parses the status line and headers held in r->head (NUL-terminated). */
+/* RFC 9110 §5.6.2 tchar */
+static bool is_tchar(unsigned char c)
+{
+    return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Transfer-Encoding: the codings, across every header that carries them. We
+ * decode chunked only, so anything but exactly one "chunked" is refused: a
+ * response whose framing we cannot read is a 502, never a guess. */
+static int add_codings(http1_resp_t *r, const char *v, int *nte)
+{
+    const char *p = v;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
+            t--;
+        if ((size_t)(t - p) != 7 || strncasecmp(p, "chunked", 7) || r->chunked)
+            return fail(r, "unsupported Transfer-Encoding (only a single chunked is accepted)");
+        r->chunked = true;
+        (*nte)++;
+        p = e;
+    }
+    return HTTP1_MORE;
+}
+
+/* Parses the status line and headers held in r->head (NUL-terminated, CRLF
+ * line ends, no bare CR or LF: checked by the caller). RFC 9112 strictly: a
+ * bad status line, a header name that is not a token, whitespace before the
+ * colon, obsolete line folding, control bytes in a value, Content-Length that
+ * is not one number or disagrees with another, and Transfer-Encoding beside
+ * Content-Length (or in HTTP/1.0) are all errors: each of them is read one way
+ * by one parser and another way by the next, which is how responses are
+ * smuggled. */
 static int parse_head(http1_resp_t *r)
 {
-    char *s = sbuf_data(&r->head), *save = NULL;
-    char *line = strtok_r(s, "\r\n", &save);
-    int minor = 1;
-    if (!line || strncmp(line, "HTTP/1.", 7) || !isdigit((unsigned char)line[7]) || line[8] != ' ')
+    char *s = sbuf_data(&r->head);
+    char *line = s, *next = strstr(s, "\r\n");
+    if (next)
+        *next = '\0';
+    if (strncmp(line, "HTTP/1.", 7) || !isdigit((unsigned char)line[7]) || line[8] != ' ' ||
+        !isdigit((unsigned char)line[9]) || !isdigit((unsigned char)line[10]) ||
+        !isdigit((unsigned char)line[11]) || (line[12] && line[12] != ' '))
         return fail(r, "bad status line");
-    minor = line[7] - '0';
-    r->status = atoi(line + 9);
-    if (r->status < 100 || r->status > 999)
+    int minor = line[7] - '0';
+    r->status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+    if (r->status < 100)
         return fail(r, "bad status code");
     r->keep_alive = minor >= 1;
-    while ((line = strtok_r(NULL, "\r\n", &save)) != NULL) {
-        char *colon = strchr(line, ':');
-        if (!colon)
+    bool have_cl = false;
+    int nte = 0;
+    while (next) {
+        line = next + 2;
+        next = strstr(line, "\r\n");
+        if (next)
+            *next = '\0';
+        if (!*line)
+            continue;
+        if (line[0] == ' ' || line[0] == '\t')
+            return fail(r, "obsolete line folding in response headers");
+        char *colon = line;
+        while (is_tchar((unsigned char)*colon))
+            colon++;
+        if (colon == line || *colon != ':')
             return fail(r, "bad header line");
         *colon = '\0';
         char *v = colon + 1;
         while (*v == ' ' || *v == '\t')
             v++;
+        char *ve = v + strlen(v);
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+            *--ve = '\0';
+        for (const char *q = v; *q; q++)
+            if (((unsigned char)*q < 0x20 && *q != '\t') || *q == 0x7f)
+                return fail(r, "control byte in a response header");
         if (!strcasecmp(line, "content-length")) {
-            char *end;
-            if (!isdigit((unsigned char)*v))
+            size_t nd = strspn(v, "0123456789");
+            if (!nd || v[nd] || nd > 18)
                 return fail(r, "bad content-length");
-            long long cl = strtoll(v, &end, 10);
-            while (*end == ' ' || *end == '\t')
-                end++;
-            if (*end || cl < 0)
-                return fail(r, "bad content-length");
+            long long cl = strtoll(v, NULL, 10);
+            if (have_cl && cl != r->content_length)
+                return fail(r, "conflicting Content-Length headers");
+            have_cl = true;
             r->content_length = cl;
         } else if (!strcasecmp(line, "transfer-encoding")) {
-            r->chunked = token_in(v, "chunked");
+            if (add_codings(r, v, &nte))
+                return HTTP1_ERROR;
         } else if (!strcasecmp(line, "connection")) {
             if (token_in(v, "close"))
                 r->keep_alive = false;
@@ -95,6 +155,12 @@ static int parse_head(http1_resp_t *r)
             snprintf(r->ctype, sizeof(r->ctype), "%s", v);
         }
     }
+    if (nte && minor == 0)
+        return fail(r, "Transfer-Encoding in an HTTP/1.0 response");
+    if (nte && have_cl)
+        return fail(r, "both Transfer-Encoding and Content-Length in a response");
+    if (r->status == 204 && (nte || r->content_length > 0))
+        return fail(r, "a 204 response with a body");
     if (r->status < 200 || r->status == 204 || r->status == 304) {
         r->state = S_DONE;
     } else if (r->chunked) {
@@ -148,6 +214,9 @@ int http1_resp_feed(http1_resp_t *r, const char *p, size_t n, size_t *used)
             size_t head_len = (size_t)(blank - h) + 4;
             if (memchr(h, '\0', head_len))
                 return fail(r, "NUL byte in response headers");
+            for (size_t i = 0; i < head_len; i++)
+                if ((h[i] == '\r' && h[i + 1] != '\n') || (h[i] == '\n' && (i == 0 || h[i - 1] != '\r')))
+                    return fail(r, "bare CR or LF in response headers");
             p += head_len - before;
             h[head_len - 2] = '\0';
             r->head.len = head_len - 2;

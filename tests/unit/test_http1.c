@@ -102,14 +102,14 @@ static void chunked_with_extensions_and_trailers(void **state)
     (void)state;
     http1_resp_t r;
     http1_resp_init(&r, 1 << 20);
-    const char *t = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+    const char *t = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                     "4;name=value\r\nWiki\r\n5\r\npedia\r\nE ; x=\"y\"\r\n in\r\n\r\nchunks.\r\n"
                     "a\r\n0123456789\r\nA\r\nABCDEFGHIJ\r\n"
                     "0;last\r\nExpires: never\r\nX-Trailer: 1\r\n\r\n";
     size_t used;
     assert_int_equal(feeds(&r, t, 0, &used), HTTP1_DONE);
     assert_int_equal(used, strlen(t));
-    assert_true(r.chunked); /* chunked wins over Content-Length */
+    assert_true(r.chunked);
     assert_true(r.keep_alive);
     assert_body(&r, "Wikipedia in\r\n\r\nchunks.0123456789ABCDEFGHIJ");
     http1_resp_free(&r);
@@ -120,7 +120,7 @@ static void chunked_empty_body(void **state)
     (void)state;
     http1_resp_t r;
     http1_resp_init(&r, 1 << 20);
-    const char *t = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\nNEXT";
+    const char *t = "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked \r\n\r\n0\r\n\r\nNEXT";
     size_t used;
     assert_int_equal(feeds(&r, t, 0, &used), HTTP1_DONE);
     assert_int_equal(used, strlen(t) - 4);
@@ -150,7 +150,7 @@ static void bodiless_statuses(void **state)
     const char *cases[] = {
         "HTTP/1.1 204 No Content\r\n\r\n",
         "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
-        "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
     };
     for (size_t i = 0; i < 3; i++) {
         http1_resp_t r;
@@ -296,6 +296,56 @@ static void large_body_in_one_read(void **state)
     assert_int_equal(body_len, 20000);
 }
 
+/* RFC 9112 §6: framing that two parsers could read two ways is an error (the
+ * sidecar answers 502), never a guess. */
+static void ambiguous_framing_refused(void **state)
+{
+    (void)state;
+    const struct {
+        const char *text, *why;
+    } cases[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Length: 9\r\nContent-Length: 3\r\n\r\n{\"a\":123}", "conflicting Content-Length"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc", "bad content-length"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc", "bad content-length"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", "bad content-length"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc", "unsupported Transfer-Encoding"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc", "unsupported Transfer-Encoding"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "unsupported Transfer-Encoding"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", "unsupported Transfer-Encoding"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "unsupported Transfer-Encoding"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", "both Transfer-Encoding and Content-Length"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "both Transfer-Encoding and Content-Length"},
+        {"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "HTTP/1.0"},
+        {"HTTP/1.1 200 OK\r\nContent-Length : 3\r\n\r\nabc", "bad header line"},
+        {"HTTP/1.1 200 OK\r\n Content-Length: 3\r\n\r\nabc", "obsolete line folding"},
+        {"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", "obsolete line folding"},
+        {"HTTP/1.1 200 OK\r\nX: a\rContent-Length: 3\r\n\r\nabc", "bare CR or LF"},
+        {"HTTP/1.1 200 OK\nContent-Length: 3\r\n\r\nabc", "bare CR or LF"},
+        {"HTTP/1.1 200 OK\r\nX: a\x01b\r\n\r\n", "control byte"},
+        {"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n", "204"},
+        {"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello", "204"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (size_t step = 0; step < 2; step++) {
+            http1_resp_t r;
+            http1_resp_init(&r, 1 << 20);
+            int rc = feeds(&r, cases[i].text, step, NULL);
+            if (rc != HTTP1_ERROR)
+                fail_msg("case %zu step %zu: rc %d", i, step, rc);
+            if (!strstr(r.error, cases[i].why))
+                fail_msg("case %zu: error \"%s\", want \"%s\"", i, r.error, cases[i].why);
+            http1_resp_free(&r);
+        }
+    }
+    /* the same length twice is one length (RFC 9110 §8.6) */
+    http1_resp_t r;
+    http1_resp_init(&r, 1 << 20);
+    assert_int_equal(feeds(&r, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 0, NULL),
+                     HTTP1_DONE);
+    assert_body(&r, "abc");
+    http1_resp_free(&r);
+}
+
 static void errors(void **state)
 {
     (void)state;
@@ -315,6 +365,8 @@ static void errors(void **state)
         "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\n",
+        "HTTP/1.1 2000 OK\r\n\r\n",
+        "HTTP/1.1 200OK\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         for (size_t step = 0; step < 2; step++) {
@@ -500,6 +552,7 @@ int main(void)
         cmocka_unit_test(body_limits),
         cmocka_unit_test(large_body_in_one_read),
         cmocka_unit_test(errors),
+        cmocka_unit_test(ambiguous_framing_refused),
         cmocka_unit_test(chunk_longer_than_announced),
         cmocka_unit_test(eof_errors),
         cmocka_unit_test(byte_at_a_time_same_result),
