@@ -4,6 +4,7 @@
  * source, so an error names where the bad value came from. Runs once, at start-up,
  * on the main thread. */
 #include "config.h"
+#include "url.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -1056,5 +1057,11 @@ int cfg_check_url(const char *value, char *err, size_t errlen)
     why = authority_check(auth, (size_t)(end - auth), false);
     if (why)
         return check_fail(err, errlen, "must be an http:// URL (%s)", why);
+    /* the path goes into request lines: the same check as a call url */
+    if (*end) {
+        int rc = url_check(end, strlen(end));
+        if (rc)
+            return check_fail(err, errlen, "must be an http:// URL (path: %s)", url_strerror(rc));
+    }
     return 0;
 }

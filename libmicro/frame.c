@@ -67,8 +67,11 @@ static int decode_response(frame_t *f)
     }
     if (f->message.t != JT_STRING)
         f->message = NONE;
+    /* a peer's number: finite and positive, at most a day (FRAME_RETRY_AFTER_MAX) */
     if (ra.t != JT_NUMBER || jnum_double(ra, &f->retry_after) || !(f->retry_after > 0))
         f->retry_after = 0;
+    else if (f->retry_after > FRAME_RETRY_AFTER_MAX)
+        f->retry_after = FRAME_RETRY_AFTER_MAX;
     return FRAME_OK;
 }
 
@@ -124,6 +127,97 @@ const char *frame_strerror(int err)
     return "unknown error";
 }
 
+static size_t skip_ws(const char *p, size_t n, size_t i)
+{
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* Index just past the string starting at p[i] == '"', or n when unterminated. */
+static size_t skip_str(const char *p, size_t n, size_t i)
+{
+    for (i++; i < n; i++) {
+        if (p[i] == '\\')
+            i++;
+        else if (p[i] == '"')
+            return i + 1;
+    }
+    return n;
+}
+
+int frame_salvage_id(const char *p, size_t n, uint64_t *id, int *mode)
+{
+    bool have_id = false, have_mode = false;
+    size_t i = skip_ws(p, n, 0);
+    if (i >= n || p[i] != '{')
+        return -1;
+    i++;
+    while (i < n && !(have_id && have_mode)) {
+        i = skip_ws(p, n, i);
+        if (i >= n || p[i] != '"')
+            return -1;
+        size_t k = i, kend = skip_str(p, n, i);
+        i = skip_ws(p, n, kend);
+        if (i >= n || p[i] != ':')
+            return -1;
+        i = skip_ws(p, n, i + 1);
+        bool is_id = kend - k == 4 && !memcmp(p + k, "\"id\"", 4);
+        bool is_mode = kend - k == 6 && !memcmp(p + k, "\"mode\"", 6);
+        if (is_id || is_mode) {
+            uint64_t v = 0;
+            size_t d = 0;
+            while (i < n && p[i] >= '0' && p[i] <= '9' && d < 17) {
+                v = v * 10 + (uint64_t)(p[i] - '0');
+                i++;
+                d++;
+            }
+            size_t e = skip_ws(p, n, i);
+            if (!d || (d > 1 && p[i - d] == '0') || e >= n || (p[e] != ',' && p[e] != '}'))
+                return -1;
+            if (is_id) {
+                if (v > FRAME_ID_MAX)
+                    return -1;
+                *id = v;
+                have_id = true;
+            } else {
+                if (v > 2)
+                    return -1;
+                *mode = (int)v;
+                have_mode = true;
+            }
+            i = e;
+        } else {
+            /* skip one value of any shape: strings whole, brackets by depth */
+            size_t depth = 0;
+            while (i < n) {
+                char c = p[i];
+                if (c == '"') {
+                    i = skip_str(p, n, i);
+                    continue;
+                }
+                if (c == '{' || c == '[')
+                    depth++;
+                else if (c == '}' || c == ']') {
+                    if (!depth)
+                        break;
+                    depth--;
+                } else if (c == ',' && !depth)
+                    break;
+                i++;
+            }
+        }
+        if (i >= n)
+            return -1;
+        if (p[i] == '}')
+            break;
+        if (p[i] != ',')
+            return -1;
+        i++;
+    }
+    return have_id && have_mode ? 0 : -1;
+}
+
 int frame_put_request(sbuf_t *b, uint64_t id, bool twoway, const char *url, size_t url_len,
                       const char *payload, size_t payload_len)
 {
@@ -171,6 +265,10 @@ int frame_put_response_limited(sbuf_t *b, uint64_t id, const char *message, size
     sbuf_add_u64(b, id);
     sbuf_adds(b, ",\"mode\":1,\"twoway\":false,\"data\":{\"status\":429,\"data\":null,\"message\":");
     sbuf_add_json_str(b, message ? message : "", message ? mlen : 0);
+    if (!(retry_after > 0))
+        retry_after = 0.001;
+    else if (retry_after > FRAME_RETRY_AFTER_MAX)
+        retry_after = FRAME_RETRY_AFTER_MAX;
     sbuf_printf(b, ",\"retryAfter\":%.3f}}", retry_after);
     return b->err ? -1 : 0;
 }

@@ -20,6 +20,7 @@ enum {
 };
 
 #define FRAME_ID_MAX 9007199254740991ULL /* 2^53 - 1 */
+#define FRAME_RETRY_AFTER_MAX 86400.0    /* seconds: a retryAfter is clamped to a day */
 
 typedef struct frame {
     uint64_t id;
@@ -52,6 +53,12 @@ typedef struct frame {
 
 int frame_decode(const char *p, size_t n, frame_t *f);
 const char *frame_strerror(int err);
+/* For a message frame_decode refused (invalid UTF-8, too deep, a bad member):
+ * finds the top-level "id" and "mode" members by a lexical scan that checks no
+ * string contents, so the request a broken RESPONSE answers can still be failed
+ * at once instead of timing out. Linear, no recursion. Returns 0 when both were
+ * found as plain integers (id <= FRAME_ID_MAX, mode 0..2), else -1. */
+int frame_salvage_id(const char *p, size_t n, uint64_t *id, int *mode);
 
 /* Encoders append one frame to b; 0 or -1 (size limit / OOM). `payload`/`result`
  * are raw JSON text (already validated), or NULL to leave the key out. */

@@ -467,9 +467,12 @@ int jnum_double(jspan_t s, double *out)
         return -1;
     memcpy(p, s.p, s.n);
     p[s.n] = '\0';
-    *out = strtod(p, NULL);
+    double d = strtod(p, NULL);
     if (p != buf)
         free(p);
+    if (!isfinite(d)) /* 1e400 overflows to infinity: not a number we can use or print */
+        return -1;
+    *out = d;
     return 0;
 }
 

@@ -139,6 +139,18 @@ int modem_on_response(modem_t *m, const frame_t *f)
     return 1;
 }
 
+int modem_on_bad_response(modem_t *m, uint64_t id)
+{
+    modem_req_t *r = hmap_del(&m->pending, &id, sizeof(id));
+    if (!r)
+        return 0;
+    modem_cb_t cb = r->cb;
+    void *arg = r->arg;
+    req_free(r);
+    cb(arg, MODEM_E_BADFRAME, NULL);
+    return 1;
+}
+
 void modem_close(modem_t *m)
 {
     /* Callbacks may start new requests elsewhere; detach the table first. */
@@ -190,6 +202,7 @@ const char *modem_strerror(int status)
     case MODEM_E_CLOSED: return "Abort: connection closed";
     case MODEM_E_SEND: return "could not send: connection closed or its queue is full";
     case MODEM_E_FULL: return "too many requests in flight on this connection";
+    case MODEM_E_BADFRAME: return "the peer answered with a RESPONSE that is not a valid frame (e.g. not UTF-8)";
     }
     return "peer error";
 }

@@ -23,6 +23,7 @@ enum {
     MODEM_E_CLOSED = -2,  /* the connection closed with the request pending */
     MODEM_E_SEND = -3,    /* could not be queued (closed, queue full, too big) */
     MODEM_E_FULL = -4,    /* too many requests pending on this connection */
+    MODEM_E_BADFRAME = -5,/* the peer's RESPONSE was not a valid frame (id salvaged) */
 };
 
 /* Called exactly once per accepted request, from the loop thread. `resp` is the
@@ -62,6 +63,9 @@ int  modem_push(modem_t *m, const char *url, size_t url_len, const char *payload
 int  modem_cancel(modem_t *m, uint64_t id);
 /* Delivers a RESPONSE frame; returns 1 if it matched a pending request. */
 int  modem_on_response(modem_t *m, const frame_t *f);
+/* A RESPONSE for id arrived but could not be decoded: fails that request with
+ * MODEM_E_BADFRAME at once. Returns 1 if it matched a pending request. */
+int  modem_on_bad_response(modem_t *m, uint64_t id);
 
 /* Answers a REQUEST received on this connection (responses reuse its id). */
 int  modem_respond_ok(modem_t *m, uint64_t id, const char *result, size_t len);

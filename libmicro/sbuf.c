@@ -1,5 +1,6 @@
 #include "sbuf.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +97,40 @@ int sbuf_add_u64(sbuf_t *b, unsigned long long v)
     return sbuf_add(b, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
+/* Length of the well-formed UTF-8 sequence at s[0..n) (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
+    if (c >= 0xc2 && c <= 0xdf)
+        len = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0)
+            lo = 0xa0; /* overlong */
+        else if (c == 0xed)
+            hi = 0x9f; /* surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0)
+            lo = 0x90; /* overlong */
+        else if (c == 0xf4)
+            hi = 0x8f; /* above U+10FFFF */
+    } else
+        return 0;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* Strings we quote come from apps, peers and callers: bytes that are not UTF-8
+ * become U+FFFD (as \ufffd), one per byte, so what we emit is always valid JSON
+ * (a peer drops a frame that is not). */
 int sbuf_add_json_str(sbuf_t *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -105,8 +140,19 @@ int sbuf_add_json_str(sbuf_t *b, const char *s, size_t n)
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\')
             continue;
+        if (c >= 0x80) {
+            size_t len = utf8_seq((const unsigned char *)s + i, n - i);
+            if (len) {
+                i += len - 1;
+                continue;
+            }
+            sbuf_add(b, s + start, i - start);
+            start = i + 1;
+            sbuf_add(b, "\\ufffd", 6);
+            continue;
+        }
         sbuf_add(b, s + start, i - start);
         start = i + 1;
         switch (c) {
@@ -123,6 +169,20 @@ int sbuf_add_json_str(sbuf_t *b, const char *s, size_t n)
     }
     sbuf_add(b, s + start, n - start);
     return sbuf_addc(b, '"');
+}
+
+int sbuf_add_json_num(sbuf_t *b, double v)
+{
+    char tmp[32];
+    if (!isfinite(v))
+        return sbuf_add(b, "null", 4);
+    /* the shortest of %.15g..%.17g that reads back as the same double */
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+        if (prec == 17 || strtod(tmp, NULL) == v)
+            break;
+    }
+    return sbuf_adds(b, tmp);
 }
 
 char *sbuf_steal(sbuf_t *b)

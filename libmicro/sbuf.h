@@ -26,6 +26,9 @@ int   sbuf_addc(sbuf_t *b, char c);
 int   sbuf_printf(sbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int   sbuf_add_u64(sbuf_t *b, unsigned long long v);
 int   sbuf_add_json_str(sbuf_t *b, const char *s, size_t n); /* quoted, escaped */
+/* A double as a JSON number (%.17g, shortest of %g that reads back the same);
+ * NaN and infinities, which JSON cannot hold, become null. */
+int   sbuf_add_json_num(sbuf_t *b, double v);
 static inline char *sbuf_data(const sbuf_t *b) { return b->buf ? b->buf + b->head : NULL; }
 /* Hands the allocation to the caller (data at returned + headroom); the sbuf is reset. */
 char *sbuf_steal(sbuf_t *b);

@@ -17,11 +17,13 @@ static int hexval(unsigned char c)
  * separator), raw or encoded, so "..%2f" and "..\" are dot segments too. */
 static bool is_sep(int c) { return c == '/' || c == '\\'; }
 
-int url_check(const char *p, size_t n)
+int url_check(const char *p, size_t n) { return url_check_max(p, n, URL_MAX); }
+
+int url_check_max(const char *p, size_t n, size_t max)
 {
     if (!p || n == 0 || p[0] != '/')
         return URL_E_EMPTY;
-    if (n > URL_MAX)
+    if (n > max)
         return URL_E_LONG;
     size_t seg_len = 0;  /* decoded bytes in the current path segment */
     size_t seg_dots = 0; /* how many of them are '.' */

@@ -28,6 +28,8 @@ enum {
 
 /* Checks p[0..n). Returns URL_OK or a negative URL_E_*. */
 int url_check(const char *p, size_t n);
+/* The same with another length limit (a route target's path + a call's url). */
+int url_check_max(const char *p, size_t n, size_t max);
 /* A short reason for an error code, for error messages. */
 const char *url_strerror(int err);
 

@@ -295,6 +295,12 @@ static void dispatch(wsconn_t *c, const char *buf, size_t len)
         n->stats.bad_frames++;
         LOG_DEBUG("bad frame dropped", LF_STR("peer", c->key), LF_STR("err", frame_strerror(rc)),
                   LF_UINT("len", len));
+        /* a RESPONSE we cannot read still names the request it answers: fail
+         * that call now rather than let it wait out its timeout */
+        uint64_t id;
+        int mode;
+        if (frame_salvage_id(buf, len, &id, &mode) == 0 && mode == FRAME_RESPONSE)
+            modem_on_bad_response(&c->modem, id);
         return;
     }
     switch (f.mode) {

@@ -6,12 +6,15 @@
 #include "sidecar.h"
 
 #include "log.h"
+#include "url.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 struct api {
     sidecar_t          *s;
@@ -38,6 +41,7 @@ typedef struct apireq {
     double                 retry_after;
     call_t                *call;
     bool                   push;
+    bool                   close;  /* answer with Connection: close (ambiguous framing) */
     const jindex_t        *ix;   /* the body's member index: during the handler only */
 } apireq_t;
 
@@ -84,10 +88,14 @@ static enum MHD_Result queue(apireq_t *r)
     if (r->cid[0])
         MHD_add_response_header(resp, "X-Correlation-Id", r->cid);
     if (r->retry_after > 0) {
+        /* whole seconds, rounded up, at most a day: the value came from a peer */
         char ra[32];
-        snprintf(ra, sizeof(ra), "%lld", (long long)(r->retry_after + 0.999)); /* whole seconds, rounded up */
+        double sec = r->retry_after < RETRY_AFTER_MAX_S ? r->retry_after + 0.999 : RETRY_AFTER_MAX_S;
+        snprintf(ra, sizeof(ra), "%lld", (long long)sec);
         MHD_add_response_header(resp, "Retry-After", ra);
     }
+    if (r->close)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     return rc;
@@ -153,8 +161,13 @@ static void start_call(apireq_t *r, const char *ns, const char *url, jspan_t pay
     sidecar_t *s = r->a->s;
     const char *hcid = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Correlation-Id");
     if (!header_int(r->conn, "X-Micro-Timeout-Ms", 1, 86400000, &timeout, r) ||
-        !header_int(r->conn, "X-Micro-Retries", 0, 100, &retries, r))
+        !header_int(r->conn, "X-Micro-Retries", 0, CALL_RETRIES_MAX, &retries, r))
         return;
+    int urc = url_check(url, strlen(url));
+    if (urc) {
+        answer_error(r, 400, 400, "bad url: %s", url_strerror(urc));
+        return;
+    }
     call_opts_t o = {
         .ns = ns,
         .url = url,
@@ -210,8 +223,14 @@ static void call_by_body(apireq_t *r, jspan_t body, bool push)
         answer_error(r, 400, 400, "missing field: namespace (a string)");
         return;
     }
-    if (!jobj_get(body, "url", &v) || jstr_get(v, url, sizeof(url), NULL) || url[0] != '/') {
+    size_t ulen = 0;
+    if (!jobj_get(body, "url", &v) || v.t != JT_STRING) {
         answer_error(r, 400, 400, "missing field: url (a string starting with /)");
+        return;
+    }
+    int urc = jstr_get(v, url, sizeof(url), &ulen) ? URL_E_LONG : url_check(url, ulen);
+    if (urc) {
+        answer_error(r, 400, 400, "bad url: %s", url_strerror(urc));
         return;
     }
     int slot = JIX_NONE;
@@ -225,8 +244,8 @@ static void call_by_body(apireq_t *r, jspan_t body, bool push)
         timeout = (long long)n;
     }
     if (jobj_get(body, "retries", &v) && v.t != JT_NULL) {
-        if (jnum_u53(v, &n) || n > 100) {
-            answer_error(r, 400, 400, "retries must be an integer between 0 and 100");
+        if (jnum_u53(v, &n) || n > CALL_RETRIES_MAX) {
+            answer_error(r, 400, 400, "retries must be an integer between 0 and %d", CALL_RETRIES_MAX);
             return;
         }
         retries = (long long)n;
@@ -250,17 +269,24 @@ static void routes_post(apireq_t *r, jspan_t body)
         answer_error(r, 400, 400, "target must be a string");
         return;
     }
-    if (jobj_get(body, "rps", &v) && v.t != JT_NULL && (jnum_double(v, &rps) || rps < 0)) {
-        answer_error(r, 400, 400, "rps must be a number >= 0");
+    /* jnum_double refuses what does not fit a double (1e400); the bounds keep
+     * every value a finite number GET /v1/routes can print */
+    if (jobj_get(body, "rps", &v) && v.t != JT_NULL &&
+        (jnum_double(v, &rps) || !(rps >= 0 && rps <= ROUTE_RATE_MAX))) {
+        answer_error(r, 400, 400, "rps must be a number between 0 and %g", ROUTE_RATE_MAX);
         return;
     }
-    if (jobj_get(body, "burst", &v) && v.t != JT_NULL && (jnum_double(v, &burst) || burst < 1)) {
-        answer_error(r, 400, 400, "burst must be a number >= 1 (a bucket must hold a whole request)");
+    if (jobj_get(body, "burst", &v) && v.t != JT_NULL &&
+        (jnum_double(v, &burst) || !(burst >= 1 && burst <= ROUTE_RATE_MAX))) {
+        answer_error(r, 400, 400, "burst must be a number between 1 (a bucket must hold a whole request) and %g",
+                     ROUTE_RATE_MAX);
         return;
     }
     int rc = routes_add_limited(s->routes, url, target[0] ? target : NULL, rps, burst);
     if (rc == 400) {
-        answer_error(r, 400, 400, "url must be \"*\" or start with / (no spaces, ? or #); target must start with http://");
+        answer_error(r, 400, 400, "url must be \"*\" or a path starting with / (visible ASCII, no ?, #, "
+                     "encoded control bytes or dot segments); target must be http://host[:port][/path] "
+                     "with a port between 1 and 65535");
         return;
     }
     if (rc == 409) {
@@ -365,6 +391,61 @@ static void dispatch(apireq_t *r, const char *url, const char *method)
     answer_error(r, 404, 404, "no such endpoint: %s %s", method, url);
 }
 
+/* RFC 9112 §6.3: a request with Transfer-Encoding and Content-Length, or with
+ * Content-Length values that disagree, has no single length. A proxy in front
+ * of us may frame it one way and MHD the other, so the bytes MHD would read as
+ * a second, pipelined request can be a request nobody sent on purpose. Such a
+ * request is refused with 400 and its connection is closed: nothing after it
+ * on that connection is served. */
+typedef struct framing {
+    int  n_cl, n_te;
+    bool cl_bad;      /* not one decimal number, or values that differ */
+    char cl[32];
+} framing_t;
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    framing_t *f = cls;
+    (void)kind;
+    if (!strcasecmp(key, "transfer-encoding")) {
+        f->n_te++;
+    } else if (!strcasecmp(key, "content-length")) {
+        size_t n = strspn(value, "0123456789");
+        if (n == 0 || value[n] || n >= sizeof(f->cl))
+            f->cl_bad = true;
+        else if (f->n_cl && strcmp(f->cl, value))
+            f->cl_bad = true;
+        else
+            snprintf(f->cl, sizeof(f->cl), "%s", value);
+        f->n_cl++;
+    }
+    return MHD_YES;
+}
+
+static const char *framing_error(struct MHD_Connection *conn)
+{
+    framing_t f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, framing_header, &f);
+    if (f.n_te && f.n_cl)
+        return "a request with both Transfer-Encoding and Content-Length is refused (RFC 9112 section 6.3)";
+    if (f.cl_bad)
+        return "Content-Length must be one decimal number (conflicting or malformed values are refused)";
+    if (f.n_te > 1)
+        return "only one Transfer-Encoding header is accepted";
+    return NULL;
+}
+
+/* The url reaches us as it was sent (escapes kept): the url check sees
+ * "%0d%0a" and dot segments as they are, and a call's url goes to the app
+ * without being decoded and encoded again. */
+static size_t keep_escapes(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **con_cls)
@@ -382,6 +463,13 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
         sbuf_init(&r->body, 0, (size_t)a->s->cfg.max_body_bytes);
         sbuf_init(&r->out, 0, 0);
         *con_cls = r;
+        const char *bad = framing_error(conn);
+        if (bad) {
+            LOG_WARN("API request refused: ambiguous framing", LF_STR("err", bad));
+            r->close = true;
+            answer_error(r, 400, 400, "%s", bad);
+            return queue(r);
+        }
         return MHD_YES;
     }
     if (*upload_size) {
@@ -508,6 +596,7 @@ api_t *api_start(sidecar_t *s)
                              * own bounded buffers (MHD's default is 32 KiB per connection) */
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
                             MHD_OPTION_NOTIFY_COMPLETED, completed, a,
+                            MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
                             MHD_OPTION_END);
     if (!a->d)

@@ -7,6 +7,7 @@
 
 #include "http1.h"
 #include "log.h"
+#include "url.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,7 +170,7 @@ static int dial(appclient_t *a, pool_t *p, app_req_t *r)
     if (!c)
         return 1;
     c->pool = p;
-    http1_resp_init(&c->resp, (size_t)a->s->cfg.max_body_bytes);
+    http1_resp_init(&c->resp, (size_t)a->s->cfg.max_body_bytes + APP_ANSWER_HEADROOM);
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof(i));
     i.context = a->s->ctx;
@@ -326,7 +327,12 @@ int appclient_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     return 0;
 }
 
-/* "http://host[:port]/path" → host, port, path (pointer into target). */
+/* "http://host[:port]/path" → host, port, path (pointer into target). The
+ * request line and the Host header are built from these parts only, so each is
+ * checked here: the path is a url (url.h: visible ASCII, checked escapes, no dot
+ * segments; a wildcard route's target + the call's url may be up to twice a url
+ * long), the host is visible ASCII without '@', '/', '?' or '#' and not empty,
+ * the port is 1..65535. */
 static int parse_target(const char *t, addr_t *addr, const char **path)
 {
     if (strncmp(t, "http://", 7))
@@ -334,6 +340,11 @@ static int parse_target(const char *t, addr_t *addr, const char **path)
     const char *h = t + 7, *slash = strchr(h, '/');
     size_t hl = slash ? (size_t)(slash - h) : strlen(h);
     *path = slash ? slash : "/";
+    if (url_check_max(*path, strlen(*path), 2 * URL_MAX + 1))
+        return -1;
+    for (size_t i = 0; i < hl; i++)
+        if ((unsigned char)h[i] <= 0x20 || (unsigned char)h[i] >= 0x7f || strchr("@?#\\", h[i]))
+            return -1;
     char hp[ADDR_KEY_MAX];
     if (hl == 0 || hl >= sizeof(hp))
         return -1;
@@ -348,7 +359,7 @@ static int parse_target(const char *t, addr_t *addr, const char **path)
         host++;
         n -= 2;
     }
-    if (n >= sizeof(addr->host))
+    if (n == 0 || n >= sizeof(addr->host))
         return -1;
     memcpy(addr->host, host, n);
     addr->host[n] = '\0';

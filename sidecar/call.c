@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "ratelimit.h"
+#include "url.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -233,6 +234,9 @@ static void on_response(void *arg, int status, const frame_t *f)
     int st;
     if (status == MODEM_E_TIMEOUT) {
         st = CALL_E_TIMEOUT;
+    } else if (status == MODEM_E_BADFRAME) {
+        st = CALL_E_PEER; /* 502, at once */
+        snprintf(msg, sizeof(msg), "%s", modem_strerror(status));
     } else if (status < 0) {
         st = CALL_E_UNREACHABLE;
     } else {
@@ -358,8 +362,8 @@ static void attempt(call_t *c)
 
 call_t *call_start(sidecar_t *s, const call_opts_t *o, call_done_t done, void *arg)
 {
-    if (!o->ns || !*o->ns || strlen(o->ns) >= ADDR_NS_MAX || !o->url || o->url[0] != '/' ||
-        strlen(o->url) >= sizeof(((call_t *)0)->url))
+    if (!o->ns || !*o->ns || strlen(o->ns) >= ADDR_NS_MAX || !o->url ||
+        url_check(o->url, strlen(o->url)) || o->retries < 0 || o->retries > CALL_RETRIES_MAX)
         return NULL;
     call_t *c = calloc(1, sizeof(*c));
     if (!c)

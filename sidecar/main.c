@@ -6,6 +6,7 @@
 
 #include "log.h"
 #include "loop.h"
+#include "url.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -51,8 +52,11 @@ static int check_host(const char *v, char *err, size_t errlen)
 
 static int check_route(const char *v, char *err, size_t errlen)
 {
-    if (strcmp(v, "*") && (v[0] != '/' || strpbrk(v, " ?#"))) {
-        snprintf(err, errlen, "must be * or a path starting with /");
+    if (!strcmp(v, "*"))
+        return 0;
+    int rc = url_check(v, strlen(v));
+    if (rc || strchr(v, '?')) {
+        snprintf(err, errlen, "must be * or a path starting with / (%s)", rc ? url_strerror(rc) : "no query");
         return -1;
     }
     return 0;
@@ -81,7 +85,7 @@ static const cfg_opt_t options[] = {
     {.name = "route", .env = "MICRO_ROUTES", .type = CFG_LIST, .check = check_route, .yaml = "routes",
      .offset = offsetof(T, routes), .help = "a route served from start-up (repeatable; * = every url)"},
     INT("request-timeout-ms", "MICRO_REQUEST_TIMEOUT_MS", 1, 86400000, "30000", request_timeout_ms, "default call timeout"),
-    INT("retries", "MICRO_RETRIES", 0, 100, "1", retries, "default call retries"),
+    INT("retries", "MICRO_RETRIES", 0, CALL_RETRIES_MAX, "1", retries, "default call retries (at most 10)"),
     INT("registry-lookup-timeout-ms", "MICRO_REGISTRY_LOOKUP_TIMEOUT_MS", 1, 3600000, "10000", lookup_timeout_ms, "/-/find timeout"),
     INT("heartbeat-interval-ms", "MICRO_HEARTBEAT_INTERVAL_MS", 1, 3600000, "10000", heartbeat_interval_ms, "heartbeat push to the registry"),
     INT("reconnect-interval-ms", "MICRO_RECONNECT_INTERVAL_MS", 1, 3600000, "3000", reconnect_interval_ms, "registry reconnect period"),
@@ -259,7 +263,7 @@ int main(int argc, char **argv)
         return 2;
     }
     /* a payload plus the frame around it must fit in one message */
-    s.cfg.max_frame_bytes = s.cfg.max_body_bytes + 65536;
+    s.cfg.max_frame_bytes = s.cfg.max_body_bytes + FRAME_HEADROOM;
     raise_nofile_limit();
     hmap_init(&s.peers);
     hmap_init(&s.cache);

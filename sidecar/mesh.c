@@ -6,6 +6,7 @@
 #include "sidecar.h"
 
 #include "log.h"
+#include "url.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -233,10 +234,14 @@ static void on_close(wsconn_t *c)
 
 static void respond(wsconn_t *c, uint64_t id, int status, const char *result, size_t len, const char *msg)
 {
-    if (status == 200)
-        modem_respond_ok(&c->modem, id, result, len);
-    else
+    if (status != 200) {
         modem_respond_err(&c->modem, id, status, msg);
+        return;
+    }
+    /* An answer that does not fit in a frame (text escaped past the frame limit)
+     * must still answer the caller, or it waits out its timeout. */
+    if (modem_respond_ok(&c->modem, id, result, len))
+        modem_respond_err(&c->modem, id, 502, "the app's answer does not fit in a frame (--max-body-bytes)");
 }
 
 static void on_app_answer(void *arg, const app_result_t *r)
@@ -271,9 +276,15 @@ static void on_request(wsconn_t *c, const frame_t *f)
             modem_respond_err(&c->modem, f->id, 404, "no routes on this connection");
         return;
     }
-    if (jstr_get(f->url, url, sizeof(url), NULL)) {
-        if (f->twoway)
-            modem_respond_err(&c->modem, f->id, 400, "url too long");
+    /* The url goes into the app's request line: it passes the url check or the
+     * caller gets a 400 (never forwarded, whatever the route). */
+    size_t ulen = 0;
+    int urc = jstr_get(f->url, url, sizeof(url), &ulen) ? URL_E_LONG : url_check(url, ulen);
+    if (urc) {
+        if (f->twoway) {
+            snprintf(msg, sizeof(msg), "bad url: %s", url_strerror(urc));
+            modem_respond_err(&c->modem, f->id, 400, msg);
+        }
         return;
     }
     if (f->stream) {

@@ -2,7 +2,9 @@
  * Small (tens of entries), read on every inbound call, written by the local API. */
 #include "sidecar.h"
 
+#include "config.h"
 #include "ratelimit.h"
+#include "url.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -58,16 +60,13 @@ void routes_free(routes_t *r)
     free(r);
 }
 
+/* A route url is "*" or a path that passes the url check, without a query (a
+ * route is matched on the path a call names, exactly). */
 static bool valid_url(const char *url)
 {
     if (!strcmp(url, "*"))
         return true;
-    if (url[0] != '/' || strlen(url) > 1024)
-        return false;
-    for (const char *p = url; *p; p++)
-        if ((unsigned char)*p <= ' ' || *p == '?' || *p == '#')
-            return false;
-    return true;
+    return url_check(url, strlen(url)) == URL_OK && !strchr(url, '?');
 }
 
 int routes_add(routes_t *r, const char *url, const char *target)
@@ -87,8 +86,8 @@ int routes_add_limited(routes_t *r, const char *url, const char *target, double 
             snprintf(def, sizeof(def), "%s%s", r->app_url, url);
             target = def;
         }
-    } else if (strncmp(target, "http://", 7) != 0) {
-        return 400;
+    } else if (cfg_check_url(target, NULL, 0)) {
+        return 400; /* http://host[:port][/path]: no CR/LF, a host, a port 1..65535 */
     }
     route_t *old = hmap_gets(&r->map, url);
     if (old) {
@@ -156,8 +155,14 @@ static void route_json(const route_t *rt, sbuf_t *out)
     sbuf_add_json_str(out, rt->url, strlen(rt->url));
     sbuf_adds(out, ",\"target\":");
     sbuf_add_json_str(out, rt->target, strlen(rt->target));
-    if (rt->limit.rate > 0)
-        sbuf_printf(out, ",\"rps\":%g,\"burst\":%g", rt->limit.rate, rt->limit.burst);
+    if (rt->limit.rate > 0) {
+        /* finite by construction (the API bounds both); sbuf_add_json_num prints
+         * null for anything else, so the list is valid JSON whatever happens */
+        sbuf_adds(out, ",\"rps\":");
+        sbuf_add_json_num(out, rt->limit.rate);
+        sbuf_adds(out, ",\"burst\":");
+        sbuf_add_json_num(out, rt->limit.burst);
+    }
     sbuf_addc(out, '}');
 }
 

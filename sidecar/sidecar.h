@@ -63,6 +63,19 @@ typedef struct sidecar_config {
     char      *log_format;
 } sidecar_config_t;
 
+/* Limits on numbers that come from callers and peers (docs/ARCHITECTURE.md). */
+#define CALL_RETRIES_MAX 10        /* retries per call: X-Micro-Retries, "retries", --retries */
+#define RETRY_AFTER_MAX_S 86400.0  /* a Retry-After we pass on is at most a day */
+#define ROUTE_RATE_MAX 1e9         /* a route's rps and burst */
+/* Headroom of the frame and app-answer limits over --max-body-bytes: a payload of
+ * exactly the limit gains a correlation id (~60 bytes, at most ~800 escaped) on
+ * the way, the app's answer to it is that plus whatever the app adds, and a
+ * frame wraps either in an envelope (id, url up to 6 x 1023 escaped, status).
+ * App answers may be 64 KiB over the body limit; frames 128 KiB, so an answer
+ * at its own limit still fits in a RESPONSE. */
+#define APP_ANSWER_HEADROOM 65536
+#define FRAME_HEADROOM 131072
+
 /* Outcome codes of outbound work, beside a peer's own numeric status. */
 enum {
     CALL_OK = 200,
