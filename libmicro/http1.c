@@ -62,9 +62,10 @@ static bool is_tchar(unsigned char c)
 /* Transfer-Encoding: the codings, across every header that carries them. We
  * decode chunked only, so anything but exactly one "chunked" is refused: a
  * response whose framing we cannot read is a 502, never a guess. */
-static int add_codings(http1_resp_t *r, const char *v, int *nte)
+static int add_codings(http1_resp_t *r, const char *v)
 {
     const char *p = v;
+    bool any = false;
     while (*p) {
         while (*p == ' ' || *p == '\t' || *p == ',')
             p++;
@@ -77,11 +78,12 @@ static int add_codings(http1_resp_t *r, const char *v, int *nte)
         while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
             t--;
         if ((size_t)(t - p) != 7 || strncasecmp(p, "chunked", 7) || r->chunked)
-            return fail(r, "unsupported Transfer-Encoding (only a single chunked is accepted)");
-        r->chunked = true;
-        (*nte)++;
+            break;
+        r->chunked = any = true;
         p = e;
     }
+    if (!any || *p)
+        return fail(r, "unsupported Transfer-Encoding (only a single chunked is accepted)");
     return HTTP1_MORE;
 }
 
@@ -144,7 +146,8 @@ static int parse_head(http1_resp_t *r)
             have_cl = true;
             r->content_length = cl;
         } else if (!strcasecmp(line, "transfer-encoding")) {
-            if (add_codings(r, v, &nte))
+            nte++; /* present, even empty: framing is TE's, and it must be chunked */
+            if (add_codings(r, v))
                 return HTTP1_ERROR;
         } else if (!strcasecmp(line, "connection")) {
             if (token_in(v, "close"))
@@ -159,8 +162,8 @@ static int parse_head(http1_resp_t *r)
         return fail(r, "Transfer-Encoding in an HTTP/1.0 response");
     if (nte && have_cl)
         return fail(r, "both Transfer-Encoding and Content-Length in a response");
-    if (r->status == 204 && (nte || r->content_length > 0))
-        return fail(r, "a 204 response with a body");
+    if ((r->status == 204 || r->status < 200) && (nte || r->content_length > 0))
+        return fail(r, "a 1xx or 204 response with a body");
     if (r->status < 200 || r->status == 204 || r->status == 304) {
         r->state = S_DONE;
     } else if (r->chunked) {
@@ -187,7 +190,28 @@ static int take_line(http1_resp_t *r, const char **p, const char *end, bool *com
     sbuf_add(&r->head, *p, n);
     *p += n;
     *complete = nl != NULL;
+    if (!*complete)
+        return HTTP1_MORE;
+    /* CRLF only, as in the head: a bare CR or LF is read differently elsewhere */
+    const char *l = sbuf_data(&r->head);
+    size_t len = r->head.len;
+    if (len < 2 || l[len - 2] != '\r' || memchr(l, '\r', len - 2) || memchr(l, '\0', len))
+        return fail(r, "chunk or trailer line not ended by CRLF");
     return HTTP1_MORE;
+}
+
+/* A trailer line ("name: value"): the same rules as a header line. */
+static bool trailer_ok(const char *line)
+{
+    const char *c = line;
+    while (is_tchar((unsigned char)*c))
+        c++;
+    if (c == line || *c != ':')
+        return false;
+    for (c++; *c != '\r'; c++)
+        if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
+            return false;
+    return true;
 }
 
 int http1_resp_feed(http1_resp_t *r, const char *p, size_t n, size_t *used)
@@ -257,18 +281,20 @@ int http1_resp_feed(http1_resp_t *r, const char *p, size_t n, size_t *used)
                 if (!isxdigit((unsigned char)line[0]) || (line[0] == '0' && (line[1] == 'x' || line[1] == 'X')))
                     return fail(r, "bad chunk size");
                 unsigned long long sz = strtoull(line, &e, 16);
-                if (*e != '\r' && *e != '\n' && *e != ';' && *e != ' ' && *e != '\t')
+                if (*e != '\r' && *e != ';' && *e != ' ' && *e != '\t')
                     return fail(r, "bad chunk size");
                 if (sz > r->body.limit - r->body.len)
                     return fail(r, "response body too large");
                 r->chunk_left = (size_t)sz;
                 r->state = sz ? S_CHUNK_DATA : S_TRAILER;
             } else if (r->state == S_CHUNK_CRLF) {
-                if (strcmp(line, "\r\n") && strcmp(line, "\n"))
+                if (strcmp(line, "\r\n"))
                     return fail(r, "chunk longer than its size");
                 r->state = S_CHUNK_SIZE;
-            } else if (!strcmp(line, "\r\n") || !strcmp(line, "\n")) {
+            } else if (!strcmp(line, "\r\n")) {
                 r->state = S_DONE;
+            } else if (!trailer_ok(line)) {
+                return fail(r, "bad trailer line");
             }
             sbuf_reset(&r->head);
             break;

@@ -153,6 +153,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         default: CHECK(!"mode out of range");
         }
     }
+    /* the id salvage for refused frames reads any bytes in bounds and only
+     * ever reports an id and mode a frame could have */
+    uint64_t sid = 0;
+    int smode = -1;
+    if (frame_salvage_id(p, size, &sid, &smode) == 0) {
+        CHECK(sid <= FRAME_ID_MAX);
+        CHECK(smode >= 0 && smode <= 2);
+    }
+    /* retryAfter is finite, positive and at most a day, or 0 */
+    if (rc == FRAME_OK && f.mode == FRAME_RESPONSE)
+        CHECK(f.retry_after == 0 || (f.retry_after > 0 && f.retry_after <= FRAME_RETRY_AFTER_MAX));
     free(p);
     return 0;
 }

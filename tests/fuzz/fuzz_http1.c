@@ -1,16 +1,39 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
 /* fuzz_http1: the incremental response parser fed arbitrary bytes in arbitrary
  * pieces. The first input byte picks the body limit, the second seeds the split
  * points. The parser must never crash, never consume more than it was given, and —
  * for inputs without NUL bytes — reach the same outcome (result, status, body,
  * keep-alive, bytes consumed) whether fed at once, in random pieces or one byte at
- * a time. */
+ * a time.
+ *
+ * Differentially, against Debian's http_parser (libhttp-parser-dev, the parser
+ * Node used for years) as the oracle: whenever ours accepts a response, the oracle
+ * must accept the same bytes as a complete response with the same status, the
+ * same body and the same length (the bytes the response took). A response whose
+ * framing two parsers read two ways is how a response is smuggled, so that is
+ * the property checked. Ours may refuse what the oracle accepts: it is stricter
+ * on purpose (RFC 9112 §6 and §2.2), and those are the documented exceptions:
+ *   - two Content-Length headers with the same value: accepted by ours (RFC 9110
+ *     §8.6 allows it), refused by http_parser (HPE_UNEXPECTED_CONTENT_LENGTH);
+ *   - refused by ours, accepted by http_parser: any Transfer-Encoding but a single
+ *     "chunked" (we decode no other coding), TE with Content-Length, TE in
+ *     HTTP/1.0, bare LF line ends, obs-fold, a 1xx or 204 with a body length,
+ *     headers over 16 KiB, bodies over the limit;
+ *   - 1xx, 204 and 304 have no body whatever their headers say (RFC 9110 §15):
+ *     the oracle is told so from on_headers_complete, as its documentation says
+ *     a client must do for such responses. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http1.h"
+
+#include <http_parser.h>
 
 #include "fuzz_check.h"
 
@@ -93,6 +116,127 @@ static void same(const outcome_t *a, const outcome_t *b)
     CHECK(a->body_len == b->body_len && !memcmp(a->body, b->body, a->body_len));
 }
 
+/* ---- the oracle ---- */
+
+typedef struct oracle {
+    int    n_cl, n_te; /* Content-Length and Transfer-Encoding headers seen */
+    bool   complete;
+    int    status;
+    size_t body_len;
+    char  *body;
+    size_t cap;
+} oracle_t;
+
+static int o_header_field(http_parser *p, const char *at, size_t len)
+{
+    oracle_t *o = p->data;
+    /* the whole input is given in one call, so each name comes in one piece */
+    if (len == 14 && !strncasecmp(at, "content-length", 14))
+        o->n_cl++;
+    if (len == 17 && !strncasecmp(at, "transfer-encoding", 17))
+        o->n_te++;
+    return 0;
+}
+
+/* Whether every Content-Length line in the head of p[0..n) has the same value
+ * (the oracle stops at the second one, so this reads the text itself). */
+static bool cl_values_equal(const char *p, size_t n)
+{
+    const char *end = memmem(p, n, "\r\n\r\n", 4), *first = NULL;
+    size_t first_len = 0;
+    if (!end)
+        end = p + n;
+    for (const char *l = p; l < end;) {
+        const char *nl = memmem(l, (size_t)(end - l), "\r\n", 2);
+        const char *le = nl ? nl : end;
+        if (le - l > 15 && !strncasecmp(l, "content-length:", 15)) {
+            const char *v = l + 15, *ve = le;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            if (!first) {
+                first = v;
+                first_len = (size_t)(ve - v);
+            } else if ((size_t)(ve - v) != first_len || memcmp(v, first, first_len)) {
+                return false;
+            }
+        }
+        l = nl ? nl + 2 : end;
+    }
+    return true;
+}
+
+static int o_headers_complete(http_parser *p)
+{
+    /* no body for 1xx, 204, 304 (what a client knows from the status) */
+    return p->status_code < 200 || p->status_code == 204 || p->status_code == 304;
+}
+
+static int o_body(http_parser *p, const char *at, size_t len)
+{
+    oracle_t *o = p->data;
+    if (o->body_len + len > o->cap) {
+        size_t cap = (o->body_len + len) * 2;
+        char *nb = realloc(o->body, cap);
+        CHECK(nb);
+        o->body = nb;
+        o->cap = cap;
+    }
+    memcpy(o->body + o->body_len, at, len);
+    o->body_len += len;
+    return 0;
+}
+
+static int o_message_complete(http_parser *p)
+{
+    oracle_t *o = p->data;
+    if (p->status_code < 200) { /* an interim answer: ours skips it too */
+        o->body_len = 0;
+        return 0;
+    }
+    o->complete = true;
+    o->status = p->status_code;
+    http_parser_pause(p, 1); /* one response: what follows belongs to the next */
+    return 0;
+}
+
+/* Ours accepted p[0..n) as *a: the oracle must agree on status, body and length. */
+static void differential(const char *p, size_t n, const outcome_t *a)
+{
+    http_parser_settings st;
+    http_parser_settings_init(&st);
+    st.on_header_field = o_header_field;
+    st.on_headers_complete = o_headers_complete;
+    st.on_body = o_body;
+    st.on_message_complete = o_message_complete;
+    http_parser hp;
+    http_parser_init(&hp, HTTP_RESPONSE);
+    oracle_t o = {0};
+    hp.data = &o;
+    size_t used = http_parser_execute(&hp, &st, p, n);
+    enum http_errno err = HTTP_PARSER_ERRNO(&hp);
+    if (!o.complete && err == HPE_OK && used == n)
+        http_parser_execute(&hp, &st, NULL, 0); /* EOF ends a read-until-close body */
+    err = HTTP_PARSER_ERRNO(&hp);
+    if ((err == HPE_UNEXPECTED_CONTENT_LENGTH && o.n_cl >= 2 && !o.n_te && cl_values_equal(p, n)) || hp.upgrade) {
+        /* exceptions: a repeated equal Content-Length (see the top); an
+         * upgrade, where the oracle stops parsing HTTP */
+        free(o.body);
+        return;
+    }
+    if (!o.complete)
+        fprintf(stderr, "oracle: no complete response (%s) where ours read status %d, %zu body bytes\n",
+                http_errno_name(err), a->status, a->body_len);
+    CHECK(o.complete);
+    CHECK(o.status == a->status);
+    CHECK(o.body_len == a->body_len && (!o.body_len || !memcmp(o.body, a->body, o.body_len)));
+    /* the same length: ours stops after the response, the oracle pauses there
+     * (a read-until-close body ends at the end of the input for both) */
+    CHECK(err == HPE_PAUSED ? used == a->used : a->used == n);
+    free(o.body);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
@@ -110,6 +254,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!memchr(p, '\0', n)) {
         same(&whole, &split);
         same(&whole, &bytes);
+        if (whole.rc == HTTP1_DONE)
+            differential(p, n, &whole);
     }
     free(whole.body);
     free(split.body);

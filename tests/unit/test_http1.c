@@ -316,6 +316,10 @@ static void ambiguous_framing_refused(void **state)
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", "both Transfer-Encoding and Content-Length"},
         {"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "both Transfer-Encoding and Content-Length"},
         {"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "HTTP/1.0"},
+        /* found by the differential fuzzer: an empty TE is still a TE */
+        {"HTTP/1.1 200\r\nTransfer-Encoding:\r\nContent-Length:3\r\n\r\nabc", "unsupported Transfer-Encoding"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n", "CRLF"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nno colon\r\n\r\n", "bad trailer line"},
         {"HTTP/1.1 200 OK\r\nContent-Length : 3\r\n\r\nabc", "bad header line"},
         {"HTTP/1.1 200 OK\r\n Content-Length: 3\r\n\r\nabc", "obsolete line folding"},
         {"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", "obsolete line folding"},
