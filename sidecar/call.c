@@ -52,6 +52,9 @@ struct call {
     size_t         nexcluded;     /* peers the breaker left out of this attempt */
     nsstate_t     *nss;
     call_t        *ripe_next;     /* on the ripe list: finished, not yet delivered */
+    loop_timer_t   backoff;       /* armed between a failed attempt and the retry */
+    bool           backing_off;
+    int            attempts;      /* made so far */
 };
 
 static call_t *live;
@@ -110,6 +113,7 @@ static void unlink_call(call_t *c)
 
 static void call_free(call_t *c)
 {
+    loop_timer_cancel(&c->backoff);
     unlink_call(c);
     c->s->calls_inflight--;
     if (c->nss)
@@ -182,6 +186,32 @@ static const char *default_message(int status)
     return "peer error";
 }
 
+/* A retry waits a little, so a burst of failures does not turn into a burst of
+ * attempts: 10 ms doubled per attempt up to 200 ms, each delay drawn from
+ * [50 %, 100 %] of that (jitter, so callers that failed together do not retry
+ * together). With at most CALL_RETRIES_MAX retries that is at most ~1.2 s. */
+#define BACKOFF_BASE_US 10000
+#define BACKOFF_MAX_US 200000
+
+static void retry_now(loop_timer_t *t)
+{
+    call_t *c = lws_container_of(t, call_t, backoff);
+    c->backing_off = false;
+    attempt(c);
+}
+
+static void retry_later(call_t *c)
+{
+    int64_t d = BACKOFF_BASE_US;
+    for (int i = 1; i < c->attempts && d < BACKOFF_MAX_US; i++)
+        d *= 2;
+    if (d > BACKOFF_MAX_US)
+        d = BACKOFF_MAX_US;
+    d = d / 2 + (int64_t)rng_below((uint64_t)d / 2 + 1);
+    c->backing_off = true;
+    loop_timer_schedule(c->s->ctx, &c->backoff, retry_now, d);
+}
+
 /* A failed attempt: remember it against the peer, then retry or give up. */
 static void failed(call_t *c, int status, const char *msg)
 {
@@ -199,7 +229,7 @@ static void failed(call_t *c, int status, const char *msg)
         s->stats.retries++;
         LOG_DEBUG("call failed, retrying", LF_STR("ns", c->ns), LF_STR("url", c->url),
                   LF_INT("status", status), LF_STR("cid", c->cid));
-        attempt(c);
+        retry_later(c);
         return;
     }
     if (status == CALL_E_TIMEOUT)
@@ -353,6 +383,7 @@ static void on_found(void *arg, int err, wsconn_t *conn, bool self)
 static void attempt(call_t *c)
 {
     const char *ex[MAX_EXCLUDE + 1];
+    c->attempts++;
     c->nexcluded = breaker_excluded(c->s, c->ns, ex, MAX_EXCLUDE + 1);
     c->reset_done = false;
     c->peer[0] = '\0';
@@ -424,6 +455,10 @@ call_t *call_start(sidecar_t *s, const call_opts_t *o, call_done_t done, void *a
 /* Stops whatever the call is doing right now, without telling anyone. */
 static void stop_work(call_t *c)
 {
+    if (c->backing_off) {
+        loop_timer_cancel(&c->backoff);
+        c->backing_off = false;
+    }
     if (c->waiting) {
         disc_cancel(c->s, c->ns, &c->waiter);
         c->waiting = false;

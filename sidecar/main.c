@@ -108,7 +108,7 @@ static const cfg_opt_t options[] = {
     INT("app-health-threshold", "MICRO_APP_HEALTH_THRESHOLD", 1, 1000, "3", app_health_threshold, "failed checks in a row before the app counts as unhealthy"),
     INT("shutdown-grace-ms", "MICRO_SHUTDOWN_GRACE_MS", 0, 3600000, "5000", shutdown_grace_ms, "drain time on SIGTERM"),
     INT("handshake-timeout-ms", "MICRO_HANDSHAKE_TIMEOUT_MS", 1, 600000, "5000", handshake_timeout_ms, "peer and registry connect timeout"),
-    INT("max-body-bytes", "MICRO_MAX_BODY_BYTES", 1024, 268435456, "1048576", max_body_bytes, "largest payload or answer (a bigger request gets 413)"),
+    INT("max-body-bytes", "MICRO_MAX_BODY_BYTES", 1024, 268435456, "1048576", max_body_bytes, "largest payload (a bigger request gets 413); app answers may be 64 KiB more"),
     INT("max-connections", "MICRO_MAX_CONNECTIONS", 1, 1000000, "10000", max_connections, "peer connections (and API connections) accepted at once"),
     INT("max-inflight", "MICRO_MAX_INFLIGHT", 0, 10000000, "0", max_inflight, "calls in flight per direction before 503 (0 = no limit)"),
     INT("app-max-connections", "MICRO_APP_MAX_CONNECTIONS", 1, 100000, "1024", app_max_connections, "keep-alive connections to the app"),

@@ -251,5 +251,16 @@ describe('micro-sidecar: limits and numbers from peers and the app', { skip: m.s
     assert.equal(await a.metric('micro_sidecar_calls_total'), 0, 'the refused calls were not started');
     const r10 = await a.call('nobody', '/x', {}, { 'X-Micro-Retries': '10' });
     assert.equal(r10.status, 503, `10 retries are allowed (nobody serves the namespace): ${r10.text}`);
+
+    // retries back off: 3 retries against an app that always fails wait at least
+    // 5 + 10 + 20 ms (the lower ends of the jittered 10/20/40 ms delays)
+    const app = await startRawApp(t, () => 'HTTP/1.1 500 Oops\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{"error":"no!"}');
+    await m.startSidecar(t, { ns: 'failing', registryPort: registry.port, appUrl: app.url, routes: ['*'] });
+    const t0 = Date.now();
+    const r3 = await a.call('failing', '/x', {}, { 'X-Micro-Retries': '3' });
+    const ms = Date.now() - t0;
+    assert.equal(r3.status, 500, r3.text);
+    assert.equal(app.requests.length, 4, 'one attempt and three retries');
+    assert.ok(ms >= 35, `the retries backed off (${ms} ms)`);
   });
 });

@@ -48,7 +48,7 @@ choices. Internal; YAML.
 */}}
 {{- define "micro-sidecar.sidecar.podSettings" -}}
 requestTimeoutMs: [1, 86400000]
-retries: [0, 100]
+retries: [0, 10]
 appTimeoutMs: [1, 86400000]
 shutdownGraceMs: [0, 3600000]
 breakerPolicy: [reference, consecutive]
