@@ -42,6 +42,7 @@ typedef struct apireq {
     call_t                *call;
     bool                   push;
     bool                   close;  /* answer with Connection: close (ambiguous framing) */
+    bool                   queued; /* the answer is with MHD */
     const jindex_t        *ix;   /* the body's member index: during the handler only */
 } apireq_t;
 
@@ -96,6 +97,7 @@ static enum MHD_Result queue(apireq_t *r)
     }
     if (r->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    r->queued = true;
     enum MHD_Result rc = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     return rc;
@@ -470,6 +472,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
             answer_error(r, 400, 400, "%s", bad);
             return queue(r);
         }
+        return MHD_YES;
+    }
+    if (r->queued) { /* refused on its headers: nothing more to read or answer */
+        *upload_size = 0;
         return MHD_YES;
     }
     if (*upload_size) {

@@ -646,6 +646,48 @@ static void big_payload_decodes_without_index(void **state)
     sbuf_free(&b);
 }
 
+/* A RESPONSE that fails validation still names its request. */
+static void salvage_id_of_a_bad_frame(void **state)
+{
+    (void)state;
+    uint64_t id = 0;
+    int mode = -1;
+    const char *bad = "{\"id\":42,\"mode\":1,\"twoway\":false,\"data\":{\"status\":200,\"data\":\"\xff\xfe\"}}";
+    frame_t f;
+    assert_int_not_equal(frame_decode(bad, strlen(bad), &f), FRAME_OK);
+    assert_int_equal(frame_salvage_id(bad, strlen(bad), &id, &mode), 0);
+    assert_int_equal(id, 42);
+    assert_int_equal(mode, FRAME_RESPONSE);
+    /* keys in any order, values of any shape in between */
+    const char *later = " { \"data\" : {\"a\":[1,{\"id\":7}],\"s\":\"},\\\"\"} , \"mode\" : 1 , \"id\" : 9 }";
+    assert_int_equal(frame_salvage_id(later, strlen(later), &id, &mode), 0);
+    assert_int_equal(id, 9);
+    const char *no[] = {
+        "", "[]", "{\"id\":-1,\"mode\":1}", "{\"id\":1.5,\"mode\":1}", "{\"id\":01,\"mode\":1}",
+        "{\"id\":9007199254740992,\"mode\":1}", "{\"id\":1,\"mode\":3}", "{\"id\":1}", "{\"id\":1,\"mode\":1",
+        "{\"id\":\"1\",\"mode\":1}", "{id:1,mode:1}",
+    };
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        assert_int_equal(frame_salvage_id(no[i], strlen(no[i]), &id, &mode), -1);
+}
+
+/* retryAfter is a peer's number: finite, positive, at most a day. */
+static void retry_after_clamped(void **state)
+{
+    (void)state;
+    const struct {
+        const char *ra;
+        double want;
+    } cases[] = {{"1e308", FRAME_RETRY_AFTER_MAX}, {"1e400", 0}, {"-5", 0}, {"0", 0}, {"0.25", 0.25}, {"\"3\"", 0}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char t[200];
+        snprintf(t, sizeof(t), "{\"id\":1,\"mode\":1,\"data\":{\"status\":429,\"retryAfter\":%s}}", cases[i].ra);
+        frame_t f;
+        assert_int_equal(frame_decode(t, strlen(t), &f), FRAME_OK);
+        assert_true(f.retry_after == cases[i].want);
+    }
+}
+
 int main(void)
 {
     rng_seed(0);
@@ -679,6 +721,8 @@ int main(void)
         cmocka_unit_test(cid_over_limit_fails),
         cmocka_unit_test(cid_falsy_replaced_like_reference),
         cmocka_unit_test(big_payload_decodes_without_index),
+        cmocka_unit_test(salvage_id_of_a_bad_frame),
+        cmocka_unit_test(retry_after_clamped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

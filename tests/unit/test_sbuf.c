@@ -197,9 +197,59 @@ static void json_string_escaping(void **state)
     sbuf_free(&b);
 }
 
+/* Strings from apps and peers: bytes that are not UTF-8 become \ufffd, so what
+ * we emit is always valid JSON; valid UTF-8 passes through unchanged. */
+static void json_str_repairs_invalid_utf8(void **state)
+{
+    (void)state;
+    const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"caf\xc3\xa9", "\"caf\xc3\xa9\""},
+        {"\xe2\x82\xac \xf0\x9f\x98\x80", "\"\xe2\x82\xac \xf0\x9f\x98\x80\""},
+        {"a\xff\xfe" "b", "\"a\\ufffd\\ufffdb\""},
+        {"\xc3", "\"\\ufffd\""},                 /* truncated */
+        {"\xc0\xaf", "\"\\ufffd\\ufffd\""},       /* overlong */
+        {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""}, /* a surrogate */
+        {"\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* above U+10FFFF */
+        {"\x80x", "\"\\ufffdx\""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sbuf_t b;
+        sbuf_init(&b, 0, 0);
+        assert_int_equal(sbuf_add_json_str(&b, cases[i].in, strlen(cases[i].in)), 0);
+        assert_int_equal(b.len, strlen(cases[i].out));
+        assert_memory_equal(sbuf_data(&b), cases[i].out, b.len);
+        sbuf_free(&b);
+    }
+}
+
+static void json_num_is_finite_or_null(void **state)
+{
+    (void)state;
+    sbuf_t b;
+    sbuf_init(&b, 0, 0);
+    sbuf_add_json_num(&b, 2.5);
+    sbuf_addc(&b, ',');
+    sbuf_add_json_num(&b, 0.1);
+    sbuf_addc(&b, ',');
+    sbuf_add_json_num(&b, 1e9);
+    sbuf_addc(&b, ',');
+    sbuf_add_json_num(&b, 1.0 / 0.0);
+    sbuf_addc(&b, ',');
+    sbuf_add_json_num(&b, -1.0 / 0.0);
+    sbuf_addc(&b, ',');
+    sbuf_add_json_num(&b, 0.0 / 0.0);
+    sbuf_addc(&b, '\0');
+    assert_string_equal(sbuf_data(&b), "2.5,0.1,1000000000,null,null,null");
+    sbuf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(json_str_repairs_invalid_utf8),
+        cmocka_unit_test(json_num_is_finite_or_null),
         cmocka_unit_test(empty_buffer),
         cmocka_unit_test(limit_sets_sticky_err),
         cmocka_unit_test(limit_applies_to_every_append),
