@@ -43,6 +43,9 @@ typedef struct apireq {
     bool                   push;
     bool                   close;  /* answer with Connection: close (ambiguous framing) */
     bool                   queued; /* the answer is with MHD */
+    bool                   started; /* the handler has seen it */
+    char                  *query;  /* "?..." of the request target as sent, or NULL */
+    bool                   query_too_long;
     const jindex_t        *ix;   /* the body's member index: during the handler only */
 } apireq_t;
 
@@ -206,7 +209,18 @@ static void call_by_path(apireq_t *r, const char *rest, jspan_t payload, bool pu
     }
     memcpy(ns, rest, (size_t)(slash - rest));
     ns[slash - rest] = '\0';
-    start_call(r, ns, slash, payload, JIX_ROOT, s->cfg.request_timeout_ms, s->cfg.retries, push);
+    /* the call's url is the rest of the path and the query, both as sent */
+    char full[URL_MAX + 1];
+    size_t pl = strlen(slash), ql = r->query ? strlen(r->query) : 0;
+    if (r->query_too_long || pl + ql > URL_MAX) {
+        answer_error(r, 400, 400, "bad url: %s", url_strerror(URL_E_LONG));
+        return;
+    }
+    memcpy(full, slash, pl);
+    if (ql)
+        memcpy(full + pl, r->query, ql);
+    full[pl + ql] = '\0';
+    start_call(r, ns, full, payload, JIX_ROOT, s->cfg.request_timeout_ms, s->cfg.retries, push);
 }
 
 /* POST /v1/call {"namespace","url","data","timeout","retries"} */
@@ -448,6 +462,35 @@ static size_t keep_escapes(void *cls, struct MHD_Connection *c, char *s)
     return strlen(s);
 }
 
+static apireq_t *req_new(api_t *a, struct MHD_Connection *conn)
+{
+    apireq_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->a = a;
+    r->conn = conn;
+    a->live++;
+    sbuf_init(&r->body, 0, (size_t)a->s->cfg.max_body_bytes);
+    sbuf_init(&r->out, 0, 0);
+    return r;
+}
+
+/* MHD's first look at a request, with the request target as sent: the only
+ * place that still has the query (MHD parses it into arguments afterwards). A
+ * request seen here always reaches `completed` (MHD marks it client-aware). */
+static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    apireq_t *r = req_new(cls, conn);
+    const char *q = uri ? strchr(uri, '?') : NULL;
+    if (r && q) {
+        if (strlen(q) > URL_MAX)
+            r->query_too_long = true;
+        else if (!(r->query = strdup(q)))
+            r->query_too_long = true; /* refused rather than silently dropped */
+    }
+    return r;
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **con_cls)
@@ -456,15 +499,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
     apireq_t *r = *con_cls;
     (void)version;
     if (!r) {
-        r = calloc(1, sizeof(*r));
-        if (!r)
+        if (!(r = req_new(a, conn)))
             return MHD_NO;
-        r->a = a;
-        r->conn = conn;
-        a->live++;
-        sbuf_init(&r->body, 0, (size_t)a->s->cfg.max_body_bytes);
-        sbuf_init(&r->out, 0, 0);
         *con_cls = r;
+    }
+    if (!r->started) {
+        r->started = true;
         const char *bad = framing_error(conn);
         if (bad) {
             LOG_WARN("API request refused: ambiguous framing", LF_STR("err", bad));
@@ -504,6 +544,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (r->call)
         call_detach(r->call);
     r->a->live--;
+    free(r->query);
     sbuf_free(&r->body);
     sbuf_free(&r->out);
     free(r);
@@ -603,6 +644,7 @@ api_t *api_start(sidecar_t *s)
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
                             MHD_OPTION_NOTIFY_COMPLETED, completed, a,
                             MHD_OPTION_UNESCAPE_CALLBACK, keep_escapes, NULL,
+                            MHD_OPTION_URI_LOG_CALLBACK, uri_seen, a,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
                             MHD_OPTION_END);
     if (!a->d)

@@ -54,14 +54,14 @@ describe('micro-sidecar: call urls cannot smuggle a request into the app', { ski
     const { app, a, b } = await smugglingMesh(t);
     const smuggle = `/x HTTP/1.1\r\nHost: app\r\nX-Micro-Token: ${APP_TOKEN}\r\n\r\nDELETE /admin/users/42`;
 
-    // legitimate calls first: percent-encoding reaches the app as it was sent
-    // (the path form carries the path only; the body form a query too)
-    const okCall = await a.call('b', '/orders/a%20b%2Fc', { n: 1 });
+    // legitimate calls first: percent-encoding reaches the app as it was sent,
+    // path and query, in both forms
+    const okCall = await a.call('b', '/orders/a%20b%2Fc?x=1&y=%2F', { n: 1 });
     assert.equal(okCall.status, 200, okCall.text);
     const okBody = await httpJson('POST', `${a.api}/v1/call`, { namespace: 'b', url: '/orders/a%20b?q=%2Fx', data: {} });
     assert.equal(okBody.status, 200, okBody.text);
     await waitFor(() => app.requests.length === 2, { message: 'the app got the legitimate calls' });
-    assert.equal(app.requests[0].requestLine, 'POST /orders/a%20b%2Fc HTTP/1.1');
+    assert.equal(app.requests[0].requestLine, 'POST /orders/a%20b%2Fc?x=1&y=%2F HTTP/1.1');
     assert.equal(app.requests[1].requestLine, 'POST /orders/a%20b?q=%2Fx HTTP/1.1');
 
     // body form: the url is a JSON string, so it can hold raw CR/LF
@@ -78,6 +78,8 @@ describe('micro-sidecar: call urls cannot smuggle a request into the app', { ski
       '/a/%2e%2e/admin',
       '/a/.%2E/admin',
       '/a/..%2fadmin',
+      '/x?q=%0d%0aX:%20y',
+      `/x?${'q'.repeat(1100)}`,
     ]) {
       const r = await rawApi(a, rawPost(`/v1/call/b${p}`, '{}', 'Connection: close\r\n'));
       assert.deepEqual(r.statuses, [400], `path form ${p}: ${r.text}`);
@@ -98,7 +100,7 @@ describe('micro-sidecar: call urls cannot smuggle a request into the app', { ski
 
     // exactly the three legitimate requests reached the app, and nothing else
     assert.deepEqual(app.requests.map((r) => r.requestLine), [
-      'POST /orders/a%20b%2Fc HTTP/1.1',
+      'POST /orders/a%20b%2Fc?x=1&y=%2F HTTP/1.1',
       'POST /orders/a%20b?q=%2Fx HTTP/1.1',
       'POST /fine HTTP/1.1',
     ]);
