@@ -416,6 +416,7 @@ static void dispatch(apireq_t *r, const char *url, const char *method)
 typedef struct framing {
     int  n_cl, n_te;
     bool cl_bad;      /* not one decimal number, or values that differ */
+    bool te_bad;      /* a coding other than chunked (RFC 9112 §6.3: 400) */
     char cl[32];
 } framing_t;
 
@@ -426,6 +427,8 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
     (void)kind;
     if (!strcasecmp(key, "transfer-encoding")) {
         f->n_te++;
+        if (strcasecmp(value, "chunked"))
+            f->te_bad = true;
     } else if (!strcasecmp(key, "content-length")) {
         size_t n = strspn(value, "0123456789");
         if (n == 0 || value[n] || n >= sizeof(f->cl))
@@ -447,8 +450,8 @@ static const char *framing_error(struct MHD_Connection *conn)
         return "a request with both Transfer-Encoding and Content-Length is refused (RFC 9112 section 6.3)";
     if (f.cl_bad)
         return "Content-Length must be one decimal number (conflicting or malformed values are refused)";
-    if (f.n_te > 1)
-        return "only one Transfer-Encoding header is accepted";
+    if (f.n_te > 1 || f.te_bad)
+        return "Transfer-Encoding must be one \"chunked\" (RFC 9112 section 6.3)";
     return NULL;
 }
 

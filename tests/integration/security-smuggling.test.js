@@ -162,6 +162,8 @@ describe('micro-sidecar: the local API refuses ambiguous request framing', { ski
       'two different Content-Length': `POST /v1/routes HTTP/1.1\r\nHost: x\r\nContent-Length: 13\r\nContent-Length: 0\r\n\r\n{"url":"/cl"}${smuggled}`,
       'Content-Length then Transfer-Encoding': `POST /v1/routes HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${smuggled}`,
       'Transfer-Encoding then Content-Length': `POST /v1/routes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n${smuggled}`,
+      'Transfer-Encoding other than chunked': `POST /v1/routes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n${smuggled}`,
+      'Transfer-Encoding twice': `POST /v1/routes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${smuggled}`,
       'Content-Length with a list': `POST /v1/routes HTTP/1.1\r\nHost: x\r\nContent-Length: 13, 0\r\n\r\n{"url":"/cl"}${smuggled}`,
     };
     for (const [what, bytes] of Object.entries(cases)) {
@@ -176,6 +178,9 @@ describe('micro-sidecar: the local API refuses ambiguous request framing', { ski
     // an ordinary pipelined pair is still served
     const two = await rawApi(a, rawPost('/v1/routes', '{"url":"/one"}') + rawPost('/v1/routes', '{"url":"/two"}', 'Connection: close\r\n'));
     assert.deepEqual(two.statuses, [201, 201], two.text);
+    // and so is a chunked one
+    const chunked = await rawApi(a, 'POST /v1/routes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n10\r\n{"url":"/three"}\r\n0\r\n\r\n');
+    assert.deepEqual(chunked.statuses, [201], chunked.text);
   });
 });
 
