@@ -73,7 +73,7 @@ int cfg_check_hostport(const char *value, char *err, size_t errlen); /* "host:po
 int cfg_check_url(const char *value, char *err, size_t errlen);      /* "http://host[:port][/path]" */
 
 /* The shared --log-level / --log-format rows (env MICRO_LOG_LEVEL / MICRO_LOG_FORMAT);
- * level_field and format_field are char * members of struct type stype, ready for log_init(). */
+ * level_field and format_field are char * members of struct type stype, ready for log_init(lg, level, format, prog). */
 extern const char *const cfg_log_levels[];
 extern const char *const cfg_log_formats[];
 #define CFG_LOG_OPTS(stype, level_field, format_field)                                  \

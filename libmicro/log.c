@@ -2,7 +2,8 @@
  * so lines from several threads or processes sharing a pipe do not interleave and no
  * heap allocation happens per line. Fields arrive typed and are only ever escaped,
  * never parsed back, so no value can turn into another field (issue 10, item 4).
- * The only state is set at start-up. */
+ * The state is the process's log_t (log.h), set up by main(); the only global is the
+ * pointer to it. */
 #include "log.h"
 #include "utf8.h"
 
@@ -23,21 +24,32 @@
 /* Longest field key; see log.h. */
 #define LOG_KEY_MAX 48
 
-int log_level_current = LOG_LVL_INFO;
-
-static bool log_json;
-static char log_prog[64];
-static FILE *log_out; /* NULL = stderr */
-static bool log_lws_routed;
+log_t *log_current;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const level_text[] = {"ERROR", "WARN ", "INFO ", "DEBUG"};
 
-int log_init(const char *level, const char *format, const char *prog)
+int log_init(log_t *lg, const char *level, const char *format, const char *prog)
 {
-    int lvl = log_level_current;
-    bool json = log_json;
+    int lvl;
+    bool json;
 
+    if (!lg->ready) {
+        lg->level = LOG_LVL_INFO;
+        lg->json = false;
+        lg->prog[0] = '\0';
+        lg->out = NULL;
+        lg->lws_routed = false;
+        lg->rate_burst = LOG_RATE_BURST;
+        lg->rate_per_sec = LOG_RATE_PER_SEC;
+        lg->rate_quiet_ms = 1000;
+        lg->pending = 0;
+        memset(lg->slots, 0, sizeof(lg->slots));
+        pthread_mutex_init(&lg->mu, NULL);
+        lg->ready = true;
+    }
+    lvl = lg->level;
+    json = lg->json;
     if (level) {
         lvl = -1;
         for (int i = 0; i < 4; i++)
@@ -54,17 +66,30 @@ int log_init(const char *level, const char *format, const char *prog)
         else
             return -1;
     }
-    log_level_current = lvl;
-    log_json = json;
-    snprintf(log_prog, sizeof(log_prog), "%s", prog ? prog : "");
-    if (log_lws_routed)
+    lg->level = lvl;
+    lg->json = json;
+    snprintf(lg->prog, sizeof(lg->prog), "%s", prog ? prog : "");
+    log_current = lg;
+    if (lg->lws_routed)
         log_route_lws();
     return 0;
 }
 
 void log_set_output(FILE *f)
 {
-    log_out = f;
+    if (log_current)
+        log_current->out = f;
+}
+
+void log_set_rate(log_t *lg, int burst, int per_sec, int quiet_ms)
+{
+    pthread_mutex_lock(&lg->mu);
+    lg->rate_burst = burst > 0 ? burst : 0;
+    lg->rate_per_sec = per_sec > 0 ? per_sec : 0;
+    lg->rate_quiet_ms = quiet_ms > 0 ? quiet_ms : 0;
+    for (size_t i = 0; i < LOG_RATE_SLOTS; i++)
+        lg->slots[i].tokens = lg->rate_burst;
+    pthread_mutex_unlock(&lg->mu);
 }
 
 /* ---- line buffer ---------------------------------------------------------------
@@ -309,7 +334,7 @@ static size_t str_len(const log_field_t *f)
 
 /* One field, preceded by its separator; dropped whole if it does not fit, except a
  * string, which is cut (and still closed). */
-static void put_field(struct line *l, const log_field_t *f, bool json)
+static void put_field(struct line *l, const log_field_t *f, bool json, bool own)
 {
     size_t start = l->len;
     char num[32];
@@ -317,7 +342,7 @@ static void put_field(struct line *l, const log_field_t *f, bool json)
     size_t vlen = 0;
 
     put(l, json ? ",\"" : " ", json ? 2 : 1);
-    if (is_reserved_key(f->key))
+    if (!own && is_reserved_key(f->key))
         put(l, "_", 1);
     puts_(l, f->key); /* key_ok(): nothing to escape */
     put(l, json ? "\":" : "=", json ? 2 : 1);
@@ -360,9 +385,9 @@ static void put_field(struct line *l, const log_field_t *f, bool json)
 
 /* ---- output ------------------------------------------------------------------- */
 
-static void write_line(const char *buf, size_t len)
+static void write_line(const log_t *lg, const char *buf, size_t len)
 {
-    FILE *f = log_out ? log_out : stderr;
+    FILE *f = lg && lg->out ? lg->out : stderr;
     int fd = fileno(f);
 
     if (fd < 0) { /* e.g. a memory stream */
@@ -394,36 +419,30 @@ static void put_text_msg(struct line *l, const char *msg, size_t n)
         put_escaped(l, msg, n, false, false);
 }
 
-void log_emit(int level, const char *msg, const log_field_t *fields, size_t nfields)
+/* Formats and writes one line. own: the logger's own summary line, whose fields may
+ * use the reserved key "suppressed". */
+static void emit_line(const log_t *lg, int level, const char *msg, const log_field_t *fields,
+                      size_t nfields, bool own)
 {
+    bool json = lg && lg->json;
+    const char *prog = lg ? lg->prog : "";
     struct line l;
-
-    if (level > log_level_current)
-        return;
-    if (level < LOG_LVL_ERROR)
-        level = LOG_LVL_ERROR;
-    if (level > LOG_LVL_DEBUG)
-        level = LOG_LVL_DEBUG;
-    if (!msg)
-        msg = "";
-    if (!fields)
-        nfields = 0;
 
     l.len = 0;
     l.cap = sizeof(l.buf) - LOG_TAIL_RESERVE;
     l.full = false;
 
-    if (log_json) {
+    if (json) {
         puts_(&l, "{\"ts\":\"");
         put_timestamp(&l);
         puts_(&l, "\",\"level\":\"");
         puts_(&l, level_names[level]);
         puts_(&l, "\",\"msg\":");
         put_quoted(&l, msg, strlen(msg), true);
-        if (log_prog[0] && !l.full) {
+        if (prog[0] && !l.full) {
             size_t start = l.len;
             puts_(&l, ",\"prog\":");
-            if (l.full || !put_quoted(&l, log_prog, strlen(log_prog), true))
+            if (l.full || !put_quoted(&l, prog, strlen(prog), true))
                 l.len = start; /* no dangling key */
         }
     } else {
@@ -435,8 +454,8 @@ void log_emit(int level, const char *msg, const log_field_t *fields, size_t nfie
     }
     for (size_t i = 0; i < nfields && !l.full; i++)
         if (field_used(fields, i))
-            put_field(&l, &fields[i], log_json);
-    if (log_json) {
+            put_field(&l, &fields[i], json, own);
+    if (json) {
         if (l.full)
             put_tail(&l, ",\"truncated\":true");
         put_tail(&l, "}\n");
@@ -445,7 +464,156 @@ void log_emit(int level, const char *msg, const log_field_t *fields, size_t nfie
             put_tail(&l, " truncated=true");
         put_tail(&l, "\n");
     }
-    write_line(l.buf, l.len);
+    write_line(lg, l.buf, l.len);
+}
+
+/* ---- rate limit ----------------------------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* FNV-1a of level and msg; never 0 (0 marks a free slot). Not keyed: a collision
+ * only makes two messages share one bucket, it never lets a line through. */
+static uint64_t msg_hash(int level, const char *msg)
+{
+    uint64_t h = 14695981039346656037ull ^ (uint64_t)level;
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h | 1;
+}
+
+/* A slot's suppressed count, taken out of the table to be written. */
+struct summary {
+    uint64_t n;
+    int level;
+    char msg[LOG_RATE_MSG];
+};
+
+static void take_summary(log_t *lg, struct log_slot *s, struct summary *sum)
+{
+    sum->n = s->suppressed;
+    sum->level = s->level;
+    memcpy(sum->msg, s->msg, sizeof(sum->msg));
+    s->suppressed = 0;
+    lg->pending--;
+}
+
+static void write_summary(const log_t *lg, const struct summary *sum)
+{
+    const log_field_t f[] = {LF_UINT("suppressed", sum->n), LF_STR("similar_to", sum->msg)};
+    emit_line(lg, sum->level, "suppressed similar lines", f, 2, true);
+}
+
+/* Whether a line of (level, msg) may be written now; *sum gets a summary to write
+ * first (sum->n > 0) whether or not the line itself is. */
+static bool rate_admit(log_t *lg, int level, const char *msg, struct summary *sum)
+{
+    uint64_t h = msg_hash(level, msg);
+    int64_t now = mono_ms();
+    struct log_slot *s = &lg->slots[h % LOG_RATE_SLOTS];
+    bool ok;
+
+    sum->n = 0;
+    pthread_mutex_lock(&lg->mu);
+    if (lg->rate_burst <= 0) {
+        pthread_mutex_unlock(&lg->mu);
+        return true;
+    }
+    if (s->hash != h) {
+        if (s->suppressed)
+            take_summary(lg, s, sum);
+        if (s->hash == 0) { /* a colliding message keeps the bucket: no fresh burst */
+            s->tokens = lg->rate_burst;
+            s->last_ms = now;
+        }
+        s->hash = h;
+        s->level = level;
+        snprintf(s->msg, sizeof(s->msg), "%s", msg);
+    }
+    s->tokens += (double)(now - s->last_ms) * lg->rate_per_sec / 1000.0;
+    if (s->tokens > lg->rate_burst)
+        s->tokens = lg->rate_burst;
+    s->last_ms = now;
+    ok = s->tokens >= 1.0;
+    if (ok) {
+        s->tokens -= 1.0;
+        if (s->suppressed)
+            take_summary(lg, s, sum);
+    } else {
+        if (!s->suppressed)
+            lg->pending++;
+        s->suppressed++;
+        s->quiet_ms = now;
+    }
+    pthread_mutex_unlock(&lg->mu);
+    return ok;
+}
+
+static void flush(log_t *lg, bool all)
+{
+    int64_t now;
+
+    pthread_mutex_lock(&lg->mu);
+    if (!lg->pending) {
+        pthread_mutex_unlock(&lg->mu);
+        return;
+    }
+    now = mono_ms();
+    for (size_t i = 0; i < LOG_RATE_SLOTS && lg->pending; i++) {
+        struct log_slot *s = &lg->slots[i];
+        struct summary sum;
+        if (!s->suppressed || (!all && now - s->quiet_ms < lg->rate_quiet_ms))
+            continue;
+        take_summary(lg, s, &sum);
+        write_summary(lg, &sum); /* under the lock: the summary bypasses the limiter */
+    }
+    pthread_mutex_unlock(&lg->mu);
+}
+
+void log_flush(log_t *lg)
+{
+    if (lg && lg->ready)
+        flush(lg, false);
+}
+
+void log_close(log_t *lg)
+{
+    if (!lg->ready)
+        return;
+    flush(lg, true);
+    if (log_current == lg)
+        log_current = NULL;
+    pthread_mutex_destroy(&lg->mu);
+    lg->ready = false;
+}
+
+void log_emit(int level, const char *msg, const log_field_t *fields, size_t nfields)
+{
+    log_t *lg = log_current;
+    struct summary sum;
+    bool ok = true;
+
+    if (!log_enabled(level))
+        return;
+    if (level < LOG_LVL_ERROR)
+        level = LOG_LVL_ERROR;
+    if (level > LOG_LVL_DEBUG)
+        level = LOG_LVL_DEBUG;
+    if (!msg)
+        msg = "";
+    if (!fields)
+        nfields = 0;
+    if (lg) {
+        ok = rate_admit(lg, level, msg, &sum);
+        if (sum.n)
+            write_summary(lg, &sum);
+    }
+    if (ok)
+        emit_line(lg, level, msg, fields, nfields, false);
 }
 
 /* ---- libwebsockets ------------------------------------------------------------ */
@@ -459,7 +627,7 @@ void log_lws_line(int lws_level, const char *line)
         lvl = LOG_LVL_ERROR;
     else if (lws_level & LLL_WARN)
         lvl = LOG_LVL_WARN;
-    if (lvl > log_level_current || !line)
+    if (!log_enabled(lvl) || !line)
         return;
 
     /* lws ends every line with a newline; copy and trim. */
@@ -481,10 +649,11 @@ void log_route_lws(void)
     /* Only ask lws for what we would print: formatting its chatty levels costs. */
     int mask = LLL_ERR;
 
-    if (log_level_current >= LOG_LVL_WARN)
+    if (log_enabled(LOG_LVL_WARN))
         mask |= LLL_WARN;
-    if (log_level_current >= LOG_LVL_DEBUG)
+    if (log_enabled(LOG_LVL_DEBUG))
         mask |= LLL_NOTICE | LLL_INFO;
-    log_lws_routed = true;
+    if (log_current)
+        log_current->lws_routed = true;
     lws_set_log_level(mask, log_lws_line);
 }

@@ -48,7 +48,8 @@ int main(int argc, char **argv)
                       "MICRO_CONFIG");
     if (rc)
         return rc == 1 ? 0 : 2;
-    log_init(r.cfg.log_level, r.cfg.log_format, "micro-registry");
+    log_t log = {0}; /* the process's logger, named to the LOG_* macros by log_init */
+    log_init(&log, r.cfg.log_level, r.cfg.log_format, "micro-registry");
     log_route_lws();
     long nofile = raise_nofile_limit();
 
@@ -67,8 +68,10 @@ int main(int argc, char **argv)
     LOG_INFO("micro-registry listening", LF_STR("bind", r.cfg.bind), LF_INT("port", r.cfg.port),
              LF_STR("version", MICRO_VERSION), LF_INT("nofile", nofile));
 
-    while (!loop_signal())
+    while (!loop_signal()) {
         loop_run_once(ctx);
+        log_flush(&log);
+    }
 
     LOG_INFO("shutting down", LF_INT("signal", loop_signal()),
              LF_UINT("instances", hmap_len(&r.by_key)));
@@ -80,5 +83,6 @@ int main(int argc, char **argv)
     loop_destroy(ctx);
     registry_free(&r);
     cfg_free(options, &r.cfg);
+    log_close(&log);
     return 0;
 }

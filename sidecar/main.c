@@ -229,7 +229,8 @@ int main(int argc, char **argv)
     if (rc)
         return rc == 1 ? 0 : 2;
     s.started_ms = now_ms();
-    log_init(s.cfg.log_level, s.cfg.log_format, "micro-sidecar");
+    log_t log = {0}; /* the process's logger, named to the LOG_* macros by log_init */
+    log_init(&log, s.cfg.log_level, s.cfg.log_format, "micro-sidecar");
     log_route_lws();
 
     char host[ADDR_HOST_MAX];
@@ -303,6 +304,7 @@ int main(int argc, char **argv)
     while (!s.done || s.draining) {
         loop_run_once(s.ctx);
         after_pass(&s);
+        log_flush(&log);
         if (loop_signal() && !s.draining)
             begin_drain(&s);
         if (s.done && s.draining && (drained(&s) || now_ms() >= s.drain_deadline_ms + 300) &&
@@ -320,5 +322,6 @@ int main(int argc, char **argv)
     call_free_state(&s);
     hmap_free(&s.peers);
     cfg_free(options, &s.cfg);
+    log_close(&log);
     return 0;
 }

@@ -240,6 +240,46 @@ async function checkSidecar(t, format) {
   assert.equal(started.fields.ns, 'b');
 }
 
+// Repeated lines are rate-limited per message (libmicro/log.h LOG_RATE_BURST 100,
+// LOG_RATE_PER_SEC 20) and summed up in one "suppressed similar lines" line.
+const BURST = 100;
+const PER_SEC = 20;
+
+describe('log rate limit (issue 10, item 6)', { skip: m.skipReason() }, () => {
+  test('registry: 500 refused handshakes write at most the burst plus the refill, then one summary', async (t) => {
+    const reg = await m.startRegistry(t, { args: ['--log-format', 'json'] });
+    const N = 500;
+    const started = Date.now();
+    for (let i = 0; i < N; i += 50) {
+      await Promise.all(Array.from({ length: Math.min(50, N - i) }, async () => {
+        const p = h.rawPeer(HOST, reg.port, '/h/0/ns');
+        await p.waitClosed(5000).catch(() => p.terminate());
+      }));
+    }
+    const elapsedS = (Date.now() - started) / 1000;
+    const refusedLines = () => parseLog(reg.proc.stderr, 'json').filter((e) => e.msg === 'handshake refused');
+    const summaries = () => parseLog(reg.proc.stderr, 'json').filter((e) => e.msg === 'suppressed similar lines' && e.fields.similar_to === 'handshake refused');
+    // Every refusal is counted, in the lines written or in the summaries.
+    await waitFor(() => refusedLines().length + summaries().reduce((a, e) => a + e.fields.suppressed, 0) === N, {
+      timeoutMs: 15000,
+      message: 'the summary accounts for every suppressed line',
+    });
+    const written = refusedLines().length;
+    assert.ok(written >= BURST, `the first ${BURST} are written (${written})`);
+    assert.ok(written <= BURST + Math.ceil(PER_SEC * (elapsedS + 1)), `${written} lines in ${elapsedS.toFixed(1)} s: rate-limited`);
+    for (const e of summaries()) assert.equal(e.level, 'info');
+    const r = await getRaw(`${reg.http}/metrics`);
+    assert.equal(m.metricValue(r.buf.toString(), 'micro_registry_connections_rejected_total'), N, 'every refusal still counted');
+    // Other messages are not held back by this one.
+    const port = await h.freePort();
+    const p = h.rawPeer(HOST, reg.port, `/${HOST}/${port}/after`, { t });
+    await p.ready();
+    await waitFor(() => parseLog(reg.proc.stderr, 'json').some((e) => e.msg === 'instance registered' && e.fields.ns === 'after'), {
+      message: 'a different message is written at once',
+    });
+  });
+});
+
 describe('log forging and hostile identities (issue 10, item 4)', { skip: m.skipReason() }, () => {
   for (const format of ['json', 'text']) {
     test(`registry, --log-format ${format}: forged namespaces stay one field, bad hosts and namespaces are refused`, async (t) => {

@@ -18,10 +18,13 @@
 
 static FILE *out;
 static char text[16384];
+static log_t lg;
 
 static int setup(void **state)
 {
     (void)state;
+    assert_int_equal(log_init(&lg, "info", "text", NULL), 0);
+    log_set_rate(&lg, 0, 0, 0); /* test_rate_limit turns it on */
     out = tmpfile();
     assert_non_null(out);
     log_set_output(out);
@@ -34,7 +37,7 @@ static int teardown(void **state)
     log_set_output(NULL);
     fclose(out);
     out = NULL;
-    assert_int_equal(log_init("info", "text", NULL), 0);
+    assert_int_equal(log_init(&lg, "info", "text", NULL), 0);
     return 0;
 }
 
@@ -112,8 +115,8 @@ static int side_effect(void)
 static void test_level_filtering(void **state)
 {
     (void)state;
-    assert_int_equal(log_init("info", "text", NULL), 0);
-    assert_int_equal(log_level_current, LOG_LVL_INFO);
+    assert_int_equal(log_init(&lg, "info", "text", NULL), 0);
+    assert_int_equal(lg.level, LOG_LVL_INFO);
 
     evaluated = 0;
     LOG_DEBUG("not shown", LF_INT("n", side_effect()));
@@ -127,13 +130,13 @@ static void test_level_filtering(void **state)
     assert_int_equal(evaluated, 1);
     assert_int_equal(count_lines(output()), 1);
 
-    assert_int_equal(log_init("error", NULL, NULL), 0);
+    assert_int_equal(log_init(&lg, "error", NULL, NULL), 0);
     LOG_WARN("not shown");
     assert_string_equal(output(), "");
     LOG_ERROR("shown");
     assert_int_equal(count_lines(output()), 1);
 
-    assert_int_equal(log_init("debug", NULL, NULL), 0);
+    assert_int_equal(log_init(&lg, "debug", NULL, NULL), 0);
     LOG_DEBUG("shown");
     assert_int_equal(count_lines(output()), 1);
 }
@@ -141,12 +144,12 @@ static void test_level_filtering(void **state)
 static void test_init_rejects_unknown(void **state)
 {
     (void)state;
-    assert_int_equal(log_init("warn", "text", NULL), 0);
-    assert_int_equal(log_init("verbose", NULL, NULL), -1);
-    assert_int_equal(log_init("INFO", NULL, NULL), -1);
-    assert_int_equal(log_init(NULL, "xml", NULL), -1);
-    assert_int_equal(log_init("debug", "xml", NULL), -1); /* nothing changed */
-    assert_int_equal(log_level_current, LOG_LVL_WARN);
+    assert_int_equal(log_init(&lg, "warn", "text", NULL), 0);
+    assert_int_equal(log_init(&lg, "verbose", NULL, NULL), -1);
+    assert_int_equal(log_init(&lg, "INFO", NULL, NULL), -1);
+    assert_int_equal(log_init(&lg, NULL, "xml", NULL), -1);
+    assert_int_equal(log_init(&lg, "debug", "xml", NULL), -1); /* nothing changed */
+    assert_int_equal(lg.level, LOG_LVL_WARN);
     LOG_WARN("still text");
     assert_matches(output(), "^[0-9-]+T[0-9:.]+Z WARN  still text\n$");
 }
@@ -157,7 +160,7 @@ static void test_text_shape(void **state)
     int n = 3;
 
     (void)state;
-    assert_int_equal(log_init("debug", "text", "micro-sidecar"), 0);
+    assert_int_equal(log_init(&lg, "debug", "text", "micro-sidecar"), 0);
     LOG_INFO("peer connected", LF_STR("peer", key), LF_STR("ns", "payments"), LF_INT("inflight", n));
     assert_matches(output(), "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z "
                              "INFO  peer connected peer=10\\.0\\.0\\.7:9100 ns=payments inflight=3\n$");
@@ -183,7 +186,7 @@ static void test_json_shape_and_types(void **state)
     json_t *j;
 
     (void)state;
-    assert_int_equal(log_init("info", "json", "micro-sidecar"), 0);
+    assert_int_equal(log_init(&lg, "info", "json", "micro-sidecar"), 0);
     LOG_INFO("peer connected", LF_STR("peer", "10.0.0.7:9100"), LF_INT("inflight", 3), LF_INT("neg", -12),
              LF_BOOL("ok", true), LF_BOOL("no", false), LF_INT("zero", 0), LF_STR("lead", "007"),
              LF_STR("quoted", "5"), LF_STR("err", "connection refused"), LF_STR("t", "true"),
@@ -214,7 +217,7 @@ static void test_json_shape_and_types(void **state)
     json_decref(j);
 
     /* The no-fields form, other levels, and no prog. */
-    assert_int_equal(log_init("debug", NULL, ""), 0);
+    assert_int_equal(log_init(&lg, "debug", NULL, ""), 0);
     LOG_WARN("registry unreachable");
     j = parse_line(output());
     assert_string_equal(jstr(j, "level"), "warn");
@@ -248,7 +251,7 @@ static const char *const forging[] = {
 static void test_forging_json(void **state)
 {
     (void)state;
-    assert_int_equal(log_init("info", "json", "micro-registry"), 0);
+    assert_int_equal(log_init(&lg, "info", "json", "micro-registry"), 0);
     for (size_t i = 0; i < sizeof(forging) / sizeof(forging[0]); i++) {
         const char *s;
         json_t *j;
@@ -273,7 +276,7 @@ static void test_forging_json(void **state)
 static void test_forging_text(void **state)
 {
     (void)state;
-    assert_int_equal(log_init("info", "text", NULL), 0);
+    assert_int_equal(log_init(&lg, "info", "text", NULL), 0);
     LOG_INFO("instance registered", LF_STR("ns", forging[0]), LF_STR("key", "10.0.0.1:1"));
     assert_matches(output(), "^[^ ]+Z INFO  instance registered "
                              "ns=\"pay ments verified=true level=error\" key=10\\.0\\.0\\.1:1\n$");
@@ -298,7 +301,7 @@ static void test_reserved_and_bad_keys(void **state)
     const char *s;
 
     (void)state;
-    assert_int_equal(log_init("info", "json", "micro-sidecar"), 0);
+    assert_int_equal(log_init(&lg, "info", "json", "micro-sidecar"), 0);
     LOG_INFO("real", LF_STR("msg", "fake"), LF_STR("level", "fake"), LF_INT("ts", 1),
              LF_STR("prog", "p"), LF_BOOL("truncated", 1), LF_INT("suppressed", 3));
     j = parse_line(output());
@@ -329,7 +332,7 @@ static void test_reserved_and_bad_keys(void **state)
     assert_string_equal(jstr(j, "k23456789012345678901234567890123456789012345678"), "long");
     assert_int_equal(json_object_size(j), 4 + 4);
     json_decref(j);
-    assert_int_equal(log_init(NULL, "text", NULL), 0);
+    assert_int_equal(log_init(&lg, NULL, "text", NULL), 0);
     LOG_INFO("keys", LF_STR("a b", "x"), LF_STR("ok", "1"), LF_STR("ok", "2"), LF_STR("level", "x"));
     assert_matches(output(), "^[^ ]+Z INFO  keys ok=1 _level=x\n$");
 }
@@ -341,7 +344,7 @@ static void test_json_escaping(void **state)
     const char *nasty = "q\"uote back\\slash\ttab\nnl\x01\x1f del\x7f é";
 
     (void)state;
-    assert_int_equal(log_init("info", "json", NULL), 0);
+    assert_int_equal(log_init(&lg, "info", "json", NULL), 0);
     LOG_INFO(nasty, LF_STR("path", "C:\\dir"), LF_STR("q", "say \"hi\" \\o/"), LF_STR("ctl", "a\x02z"),
              LF_STR("utf", "日本"), LF_STR("bad", "\xff\xc3"), LF_STR("c1", "\xc2\x85"),
              LF_STR("ls", "a\xe2\x80\xa8" "b\xe2\x80\xa9" "c"), LF_STR("rlo", "\xe2\x80\xae" "txt.exe"),
@@ -374,7 +377,7 @@ static void test_json_escaping(void **state)
 static void test_text_escaping(void **state)
 {
     (void)state;
-    assert_int_equal(log_init("info", "text", NULL), 0);
+    assert_int_equal(log_init(&lg, "info", "text", NULL), 0);
     LOG_INFO("m", LF_STR("bad", "\xff" "a"), LF_STR("ls", "a\xe2\x80\xa8"), LF_STR("rlo", "\xe2\x80\xae" "x"),
              LF_STR("utf", "日本"), LF_STR("tab", "a\tb"));
     assert_matches(output(), "^[^ ]+Z INFO  m bad=\"\\\\xffa\" ls=\"a\\\\u2028\" rlo=\"\\\\u202ex\" "
@@ -393,7 +396,7 @@ static void test_truncation_json(void **state)
     const char *s;
 
     (void)state;
-    assert_int_equal(log_init("info", "json", "micro-sidecar"), 0);
+    assert_int_equal(log_init(&lg, "info", "json", "micro-sidecar"), 0);
 
     memset(big, 'x', sizeof(big) - 1);
     LOG_INFO(big, LF_STR("k", "v"));
@@ -467,7 +470,7 @@ static void test_truncation_text(void **state)
     const char *s;
 
     (void)state;
-    assert_int_equal(log_init("info", "text", NULL), 0);
+    assert_int_equal(log_init(&lg, "info", "text", NULL), 0);
     memset(big, 'y', sizeof(big) - 1);
     LOG_INFO("long", LF_STR("v", big));
     s = output();
@@ -481,12 +484,109 @@ static void test_truncation_text(void **state)
     assert_matches(s, "^[^ ]+Z INFO  long v=\" +\" truncated=true\n$");
 }
 
+/* Splits s into its lines (each a strdup, newline kept); returns the count. */
+static int split_lines(const char *s, char **lines, int max)
+{
+    int n = 0;
+    for (const char *p = s; *p && n < max;) {
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl);
+        lines[n] = strndup(p, (size_t)(nl + 1 - p));
+        assert_non_null(lines[n]);
+        n++;
+        p = nl + 1;
+    }
+    return n;
+}
+
+static void free_lines(char **lines, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(lines[i]);
+}
+
+static void test_rate_limit(void **state)
+{
+    char *lines[64];
+    json_t *j;
+    int n;
+
+    (void)state;
+    assert_int_equal(log_init(&lg, "info", "json", NULL), 0);
+    log_set_rate(&lg, 5, 0, 0); /* 5 lines, no refill, summaries as soon as flushed */
+    for (int i = 0; i < 20; i++)
+        LOG_WARN("accept failed", LF_INT("i", i));
+    LOG_WARN("other");                    /* another message: its own bucket */
+    LOG_INFO("accept failed");            /* another level: its own bucket */
+    log_lws_line(LLL_ERR, "accept: Too many open files\n");
+    n = split_lines(output(), lines, 64);
+    assert_int_equal(n, 8);
+    for (int i = 0; i < 5; i++) {
+        j = parse_line(lines[i]);
+        assert_string_equal(jstr(j, "msg"), "accept failed");
+        assert_int_equal(json_integer_value(json_object_get(j, "i")), i);
+        json_decref(j);
+    }
+    free_lines(lines, n);
+
+    /* The flush writes one summary per message, once. */
+    log_flush(&lg);
+    j = parse_line(output());
+    assert_string_equal(jstr(j, "level"), "warn");
+    assert_string_equal(jstr(j, "msg"), "suppressed similar lines");
+    assert_int_equal(json_integer_value(json_object_get(j, "suppressed")), 15);
+    assert_string_equal(jstr(j, "similar_to"), "accept failed");
+    assert_null(json_object_get(j, "_suppressed"));
+    json_decref(j);
+    log_flush(&lg);
+    assert_string_equal(output(), "");
+
+    /* lws lines are limited the same way. */
+    for (int i = 0; i < 10; i++)
+        log_lws_line(LLL_ERR, "accept: Too many open files\n");
+    assert_int_equal(count_lines(output()), 4); /* 1 + 4 = the burst of 5 */
+
+    /* Tokens come back (log_set_rate refills every bucket): the summary comes
+     * first, then the line. */
+    assert_int_equal(log_init(&lg, NULL, "text", NULL), 0);
+    LOG_WARN("accept failed");
+    LOG_WARN("accept failed");
+    assert_string_equal(output(), "");
+    log_set_rate(&lg, 5, 0, 60000);
+    LOG_WARN("accept failed", LF_STR("again", "yes"));
+    n = split_lines(output(), lines, 64);
+    assert_int_equal(n, 2);
+    assert_matches(lines[0], "^[^ ]+Z WARN  suppressed similar lines suppressed=2 "
+                             "similar_to=\"accept failed\"\n$");
+    assert_matches(lines[1], "^[^ ]+Z WARN  accept failed again=yes\n$");
+    free_lines(lines, n);
+
+    /* Not quiet long enough: log_flush waits; log_close writes what is left. */
+    log_set_rate(&lg, 1, 0, 60000);
+    LOG_ERROR("boom");
+    LOG_ERROR("boom");
+    LOG_ERROR("boom");
+    assert_int_equal(count_lines(output()), 1);
+    log_flush(&lg);
+    assert_string_equal(output(), "");
+    log_close(&lg); /* also the lws lines suppressed above */
+    n = split_lines(output(), lines, 64);
+    assert_int_equal(n, 2);
+    for (int i = 0; i < n; i++)
+        assert_matches(lines[i], "^[^ ]+Z ERROR suppressed similar lines "
+                                 "(suppressed=2 similar_to=boom|suppressed=6 similar_to=\"accept: "
+                                 "Too many open files\")\n$");
+    assert_true(strcmp(lines[0], lines[1]) != 0);
+    free_lines(lines, n);
+    assert_null(log_current);
+}
+
 static void test_lws_routing(void **state)
 {
     json_t *j;
 
     (void)state;
-    assert_int_equal(log_init("debug", "json", NULL), 0);
+    assert_int_equal(log_init(&lg, "debug", "json", NULL), 0);
     log_route_lws();
 
     log_lws_line(LLL_ERR, "lws_create_context: failed\n");
@@ -521,7 +621,7 @@ static void test_lws_routing(void **state)
     assert_true(lwsl_visible(LLL_NOTICE));
 
     /* At info, lws is asked only for errors and warnings, and notices are dropped. */
-    assert_int_equal(log_init("info", NULL, NULL), 0);
+    assert_int_equal(log_init(&lg, "info", NULL, NULL), 0);
     assert_false(lwsl_visible(LLL_NOTICE));
     assert_true(lwsl_visible(LLL_WARN));
     log_lws_line(LLL_NOTICE, "n\n");
@@ -531,7 +631,7 @@ static void test_lws_routing(void **state)
     assert_string_equal(jstr(j, "level"), "warn");
     json_decref(j);
 
-    assert_int_equal(log_init("error", NULL, NULL), 0);
+    assert_int_equal(log_init(&lg, "error", NULL, NULL), 0);
     assert_false(lwsl_visible(LLL_WARN));
     log_lws_line(LLL_WARN, "w\n");
     assert_string_equal(output(), "");
@@ -552,6 +652,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_truncation_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncation_text, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lws_routing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
