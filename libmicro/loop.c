@@ -86,6 +86,8 @@ void loop_kill_async(struct lws *wsi)
     lws_cancel_service(lws_get_context(wsi));
 }
 
+struct ev_loop *loop_ev(void) { return evloop; }
+
 void loop_run_once(struct lws_context *ctx)
 {
     if (evloop)
