@@ -98,6 +98,10 @@ static void conn_finish(wsconn_t *c)
 {
     wsnet_t *n = c->net;
     loop_timer_cancel(&c->dial_timer);
+    if (c->resolving) {
+        resolver_cancel(n->resolver, &c->rw);
+        c->resolving = false;
+    }
     if (c->wsi)
         lws_set_opaque_user_data(c->wsi, NULL);
     c->wsi = NULL;
@@ -678,9 +682,66 @@ static void close_deadline(loop_timer_t *t)
         loop_kill_async(c->wsi);
 }
 
+/* Hands the numeric address to lws (which still calls getaddrinfo, but on a
+ * literal that never leaves the process). The Host header keeps the name we
+ * were given (c->key). Returns 0, or -1 when lws failed it at once. */
+static int connect_to(wsconn_t *c, const char *address, unsigned port)
+{
+    wsnet_t *n = c->net;
+    struct lws_client_connect_info i;
+    memset(&i, 0, sizeof(i));
+    i.context = n->ctx;
+    i.vhost = n->vhost;
+    i.address = address; /* lws keeps its own copies of these */
+    i.port = (int)port;
+    i.method = "RAW"; /* the WebSocket handshake and frames are ours (wsframe.h) */
+    i.host = c->key;
+    i.local_protocol_name = n->proto_name;
+    i.opaque_user_data = c;
+    i.pwsi = &c->wsi;
+    c->dialing = true;
+    struct lws *wsi = lws_client_connect_via_info(&i);
+    c->dialing = false;
+    if (!wsi || c->dial_failed) {
+        /* the callback, if lws made one, only flagged it */
+        c->wsi = NULL;
+        return -1;
+    }
+    if (c->hs_timeout_ms > 0)
+        loop_timer_schedule(n->ctx, &c->dial_timer, dial_timeout, c->hs_timeout_ms * LWS_US_PER_MS);
+    return 0;
+}
+
+/* The resolver's answer, on the loop (never inside wsconn_dial): dial the first
+ * address, or end the connection as any failed dial ends. */
+static void resolved(void *arg, int err, const resolve_addrs_t *a)
+{
+    wsconn_t *c = arg;
+    wsnet_t *n = c->net;
+    c->resolving = false;
+    if (!err) {
+        if (!connect_to(c, a->addr[0], c->dial_port))
+            return;
+        LOG_DEBUG("dial failed", LF_STR("peer", c->key), LF_STR("address", a->addr[0]));
+    } else {
+        c->resolve_err = err;
+        LOG_WARN("cannot resolve the host name", LF_STR("peer", c->key),
+                 LF_STR("err", resolve_strerror(err)));
+    }
+    n->stats.dial_failures++;
+    conn_finish(c);
+}
+
 wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
                       int64_t handshake_timeout_ms, void *user)
 {
+    return wsconn_dial_lane(n, target, path, handshake_timeout_ms, user, RESOLVE_LANE_PEER);
+}
+
+wsconn_t *wsconn_dial_lane(wsnet_t *n, const addr_t *target, const char *path,
+                           int64_t handshake_timeout_ms, void *user, int lane)
+{
+    n->last_dial_err = 0;
     wsconn_t *c = conn_new(n, user);
     if (!c)
         return NULL;
@@ -693,36 +754,56 @@ wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
     sbuf_init(&c->cl->hs, 0, 0);
     sbuf_init(&c->cl->out, 0, 0);
     wsf_rx_init(&c->cl->rx);
-
-    struct lws_client_connect_info i;
-    memset(&i, 0, sizeof(i));
-    i.context = n->ctx;
-    i.vhost = n->vhost;
-    i.address = target->host; /* lws keeps its own copies of these */
-    i.port = (int)target->port;
-    i.method = "RAW"; /* the WebSocket handshake and frames are ours (wsframe.h) */
-    i.host = c->key;
-    i.local_protocol_name = n->proto_name;
-    i.opaque_user_data = c;
-    i.pwsi = &c->wsi;
+    c->dial_port = target->port;
+    c->hs_timeout_ms = handshake_timeout_ms;
     n->stats.conns_dialed++;
-    c->dialing = true;
-    struct lws *wsi = lws_client_connect_via_info(&i);
-    c->dialing = false;
-    if (!wsi || c->dial_failed) {
-        /* failed at once (e.g. a name that does not resolve): the callback, if
-         * lws made one, only flagged it; nothing else refers to c */
+
+    const char *address = target->host; /* no resolver: lws resolves (tests) */
+    resolve_addrs_t addrs;
+    if (n->resolver) {
+        int rc = resolver_lookup(n->resolver, target->host, lane, &addrs, &c->rw, resolved, c);
+        if (rc == 0) { /* under way: resolved() dials, or ends c */
+            c->resolving = true;
+            return c;
+        }
+        if (rc < 0) {
+            LOG_WARN("cannot resolve the host name", LF_STR("peer", c->key),
+                     LF_STR("err", resolve_strerror(rc)));
+            n->last_dial_err = rc;
+            n->stats.dial_failures++;
+            conn_free(c);
+            return NULL;
+        }
+        /* Numeric or cached: dial now. Of several addresses the first is taken,
+         * in getaddrinfo's (RFC 6724) order. */
+        address = addrs.addr[0];
+    }
+    if (connect_to(c, address, target->port)) {
+        /* failed at once (e.g. a name lws could not resolve): nothing else
+         * refers to c */
         n->stats.dial_failures++;
         conn_free(c);
         return NULL;
     }
-    if (handshake_timeout_ms > 0)
-        loop_timer_schedule(n->ctx, &c->dial_timer, dial_timeout, handshake_timeout_ms * LWS_US_PER_MS);
     return c;
+}
+
+static void finish_now(loop_timer_t *t)
+{
+    conn_finish(lws_container_of(t, wsconn_t, dial_timer));
 }
 
 void wsconn_close(wsconn_t *c)
 {
+    if (c->resolving) {
+        /* still waiting for its address: stop waiting and end it from the loop
+         * (on_close must not run inside the owner's call) */
+        resolver_cancel(c->net->resolver, &c->rw);
+        c->resolving = false;
+        c->closing = true;
+        loop_timer_schedule(c->net->ctx, &c->dial_timer, finish_now, 1);
+        return;
+    }
     if (c->closing || !c->wsi)
         return;
     c->closing = true;

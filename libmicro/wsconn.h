@@ -10,6 +10,7 @@
 #include "addr.h"
 #include "frame.h"
 #include "modem.h"
+#include "resolve.h"
 #include "sbuf.h"
 
 #include <libwebsockets.h>
@@ -54,6 +55,10 @@ struct wsnet {
     size_t  max_pending; /* requests in flight per connection */
     size_t  nconns;      /* established connections, both directions */
     size_t  naccepted;
+    resolver_t *resolver; /* host names of dials go through it; NULL: lws resolves
+                           * them itself, blocking the loop (unit tests only) */
+    int     last_dial_err; /* why the last wsconn_dial returned NULL: a
+                            * RESOLVE_E_* code, or 0 for anything else */
     wsnet_stats_t stats;
 };
 
@@ -82,6 +87,11 @@ struct wsconn {
     size_t       qbytes;
     sbuf_t       rx;
     loop_timer_t dial_timer;
+    bool         resolving;      /* outbound: waiting for the resolver */
+    int          resolve_err;    /* outbound: the lookup failed (RESOLVE_E_*), 0 if not */
+    unsigned     dial_port;
+    int64_t      hs_timeout_ms;
+    resolve_waiter_t rw;
     struct wsclient *cl;         /* outbound: our RFC 6455 client state (wsframe.h) */
     void        *user;           /* the owner's per-connection state */
 };
@@ -96,10 +106,17 @@ int  wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 int  wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
                   const struct lws_protocols *protocols);
 
-/* Dials ws://target/path. Returns the connection (not yet open; on_open or
- * on_close follows), or NULL on immediate failure. */
+/* Dials ws://target/path. A host name is resolved by n->resolver first (off
+ * the loop thread, with its deadline); the Host header keeps the name. Returns
+ * the connection (not yet open; on_open or on_close follows — on_close also
+ * when the name does not resolve, with resolve_err set), or NULL on immediate
+ * failure (n->last_dial_err says whether the name was the reason). */
 wsconn_t *wsconn_dial(wsnet_t *n, const addr_t *target, const char *path,
                       int64_t handshake_timeout_ms, void *user);
+/* The same on a resolver lane: RESOLVE_LANE_RESERVED for the registry's
+ * address, so hanging peer-supplied names cannot hold it up. */
+wsconn_t *wsconn_dial_lane(wsnet_t *n, const addr_t *target, const char *path,
+                           int64_t handshake_timeout_ms, void *user, int lane);
 /* Queues a frame built in an sbuf with LWS_PRE headroom (steals the buffer).
  * Returns 0, or -1 if the connection is closing or its queue is full. */
 int  wsconn_send(wsconn_t *c, sbuf_t *frame);

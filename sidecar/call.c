@@ -177,6 +177,7 @@ static const char *default_message(int status)
     switch (status) {
     case CALL_E_NO_INSTANCE: return "no instance of the namespace is available";
     case CALL_E_UNREACHABLE: return "the peer could not be reached or its connection dropped";
+    case CALL_E_RESOLVE: return "the peer's host name could not be resolved (DNS lookup failed or timed out)";
     case CALL_E_TIMEOUT: return "Abort";
     case CALL_E_SHUTDOWN: return "the sidecar is shutting down";
     case CALL_E_OVERLOAD: return "too many calls in flight";
@@ -497,6 +498,7 @@ int call_http_status(int status)
     case CALL_OK: return 200;
     case CALL_E_NO_INSTANCE: return 503;
     case CALL_E_UNREACHABLE: return 502;
+    case CALL_E_RESOLVE: return 502;
     case CALL_E_TIMEOUT: return 504;
     case CALL_E_SHUTDOWN: return 503;
     case CALL_E_OVERLOAD: return 503;

@@ -142,7 +142,7 @@ static void found(void *arg, int status, const frame_t *resp)
     }
     c = wsconn_dial(&s->net, &a, s->handshake, s->cfg.handshake_timeout_ms, NULL);
     if (!c) {
-        lookup_failed(s, e, CALL_E_UNREACHABLE);
+        lookup_failed(s, e, s->net.last_dial_err ? CALL_E_RESOLVE : CALL_E_UNREACHABLE);
         return;
     }
     int err;
@@ -253,7 +253,7 @@ void disc_conn_closed(sidecar_t *s, wsconn_t *c)
     for (size_t i = 0; i < n; i++) {
         failed[i]->dialing = NULL;
         failed[i]->state = D_IDLE;
-        resolve(failed[i], CALL_E_UNREACHABLE);
+        resolve(failed[i], c->resolve_err ? CALL_E_RESOLVE : CALL_E_UNREACHABLE);
     }
 }
 

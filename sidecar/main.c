@@ -107,6 +107,8 @@ static const cfg_opt_t options[] = {
     INT("app-health-timeout-ms", "MICRO_APP_HEALTH_TIMEOUT_MS", 1, 3600000, "5000", app_health_timeout_ms, "app health check timeout"),
     INT("app-health-threshold", "MICRO_APP_HEALTH_THRESHOLD", 1, 1000, "3", app_health_threshold, "failed checks in a row before the app counts as unhealthy"),
     INT("shutdown-grace-ms", "MICRO_SHUTDOWN_GRACE_MS", 0, 3600000, "5000", shutdown_grace_ms, "drain time on SIGTERM"),
+    INT("dns-timeout-ms", "MICRO_DNS_TIMEOUT_MS", 1, 600000, "2000", dns_timeout_ms, "host name lookup deadline (peers, registry); the dial fails after it"),
+    INT("dns-cache-ms", "MICRO_DNS_CACHE_MS", 0, 30000, "10000", dns_cache_ms, "how long a looked-up address is reused (failures: at most 2 s; 0 = no cache)"),
     INT("handshake-timeout-ms", "MICRO_HANDSHAKE_TIMEOUT_MS", 1, 600000, "5000", handshake_timeout_ms, "peer and registry connect timeout"),
     INT("max-body-bytes", "MICRO_MAX_BODY_BYTES", 1024, 268435456, "1048576", max_body_bytes, "largest payload (a bigger request gets 413); app answers may be 64 KiB more"),
     INT("max-connections", "MICRO_MAX_CONNECTIONS", 1, 1000000, "10000", max_connections, "peer connections (and API connections) accepted at once"),
@@ -283,6 +285,19 @@ int main(int argc, char **argv)
         return 1;
     }
     loop_install_signals(s.ctx);
+    /* Host names (the registry's, peers' from /-/find) are looked up on
+     * resolver threads, never on the loop (resolve.h). */
+    resolver_opts_t ro;
+    resolver_opts_default(&ro);
+    ro.timeout_ms = s.cfg.dns_timeout_ms;
+    ro.cache_ms = s.cfg.dns_cache_ms;
+    ro.neg_cache_ms = s.cfg.dns_cache_ms < 2000 ? s.cfg.dns_cache_ms : 2000;
+    s.resolver = resolver_new(s.ctx, &ro);
+    if (!s.resolver) {
+        LOG_ERROR("cannot start the resolver threads");
+        return 1;
+    }
+    s.net.resolver = s.resolver;
     s.app = appclient_new(&s);
     if (mesh_start(&s)) {
         LOG_ERROR("cannot listen on the mesh port", LF_STR("bind", s.cfg.mesh_bind),
@@ -313,6 +328,9 @@ int main(int argc, char **argv)
     }
     LOG_INFO("stopped", LF_UINT("calls", (unsigned long long)s.stats.calls),
              LF_UINT("inbound", (unsigned long long)s.stats.inbound));
+    /* dials still waiting for an address end here (their on_close runs) */
+    resolver_free(s.resolver);
+    s.net.resolver = NULL;
     api_stop(s.api);
     loop_destroy(s.ctx);
     appclient_free(s.app);

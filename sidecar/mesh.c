@@ -130,10 +130,13 @@ void mesh_app_health_changed(sidecar_t *s)
 
 static void dial_registry(sidecar_t *s)
 {
-    s->registry = wsconn_dial(&s->net, &s->registry_addr, s->handshake, s->cfg.handshake_timeout_ms, NULL);
+    /* the reserved resolver lane: hanging peer names cannot hold this up */
+    s->registry = wsconn_dial_lane(&s->net, &s->registry_addr, s->handshake, s->cfg.handshake_timeout_ms,
+                                   NULL, RESOLVE_LANE_RESERVED);
     if (!s->registry) {
         LOG_WARN("registry unreachable, will retry", LF_STR("registry", s->cfg.registry),
-                 LF_INT("retry_ms", s->cfg.reconnect_interval_ms));
+                 LF_INT("retry_ms", s->cfg.reconnect_interval_ms),
+                 LF_STR("err", s->net.last_dial_err ? resolve_strerror(s->net.last_dial_err) : "cannot connect"));
         loop_timer_schedule(s->ctx, &s->reconnect_timer, reconnect, s->cfg.reconnect_interval_ms * LWS_US_PER_MS);
     }
 }
@@ -160,7 +163,8 @@ static void registry_opened(sidecar_t *s)
     loop_timer_schedule(s->ctx, &s->heartbeat_timer, heartbeat, s->cfg.heartbeat_interval_ms * LWS_US_PER_MS);
 }
 
-static void registry_closed(sidecar_t *s)
+/* resolve_err: the registry's name did not resolve (RESOLVE_E_*), or 0 */
+static void registry_closed(sidecar_t *s, int resolve_err)
 {
     bool was_up = s->registry_up;
     s->registry = NULL;
@@ -174,7 +178,8 @@ static void registry_closed(sidecar_t *s)
         dial_registry(s); /* at once, as the reference does */
     } else {
         LOG_WARN("registry unreachable, will retry", LF_STR("registry", s->cfg.registry),
-                 LF_INT("retry_ms", s->cfg.reconnect_interval_ms));
+                 LF_INT("retry_ms", s->cfg.reconnect_interval_ms),
+                 LF_STR("err", resolve_err ? resolve_strerror(resolve_err) : "cannot connect"));
         loop_timer_schedule(s->ctx, &s->reconnect_timer, reconnect, s->cfg.reconnect_interval_ms * LWS_US_PER_MS);
     }
 }
@@ -222,7 +227,7 @@ static void on_close(wsconn_t *c)
 {
     sidecar_t *s = sc(c->net);
     if (c == s->registry) {
-        registry_closed(s);
+        registry_closed(s, c->resolve_err);
         return;
     }
     hmap_del_if(&s->peers, c->key, strlen(c->key), c);

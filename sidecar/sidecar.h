@@ -49,6 +49,8 @@ typedef struct sidecar_config {
     long long  app_health_timeout_ms;
     long long  app_health_threshold;
     long long  shutdown_grace_ms;
+    long long  dns_timeout_ms;
+    long long  dns_cache_ms;
     long long  handshake_timeout_ms;
     long long  max_frame_bytes;
     long long  max_body_bytes;
@@ -87,6 +89,7 @@ enum {
     CALL_E_PEER = -15,         /* the peer failed with a non-HTTP status → 502 */
     CALL_E_RATE_LIMITED = -16, /* over the namespace's outbound rate → 429 */
     CALL_E_CIRCUIT_OPEN = -17, /* every instance's circuit is open → 503 */
+    CALL_E_RESOLVE = -18,      /* the peer's host name did not resolve (in time) → 502 */
 };
 
 typedef struct sidecar_stats {
@@ -136,6 +139,7 @@ typedef struct sidecar {
     routes_t    *routes;
     appclient_t *app;
     api_t       *api;
+    resolver_t  *resolver;     /* host names → addresses off the loop (resolve.h) */
     sidecar_stats_t stats;
 } sidecar_t;
 
