@@ -46,6 +46,10 @@ struct appconn {
 struct pool {
     char       key[ADDR_KEY_MAX];
     addr_t     addr;
+    appclient_t *a;
+    bool       resolving;        /* the host name is being looked up (resolve.h) */
+    resolve_waiter_t rw;
+    char       fresh[RESOLVE_ADDR_MAX]; /* the address just looked up, while pool_next runs */
     appconn_t *idle;
     size_t     nconns;
     app_req_t *wait_head, *wait_tail;
@@ -163,8 +167,9 @@ static void assign(appconn_t *c, app_req_t *r)
         loop_kill_async(c->wsi);
 }
 
-/* Opens a connection for r. Returns 0, or 1 when it failed at once (r untouched). */
-static int dial(appclient_t *a, pool_t *p, app_req_t *r)
+/* Opens a connection to address (numeric) for r. Returns 0, or 1 when it
+ * failed at once (r untouched). */
+static int dial(appclient_t *a, pool_t *p, app_req_t *r, const char *address)
 {
     appconn_t *c = calloc(1, sizeof(*c));
     if (!c)
@@ -175,7 +180,7 @@ static int dial(appclient_t *a, pool_t *p, app_req_t *r)
     memset(&i, 0, sizeof(i));
     i.context = a->s->ctx;
     i.vhost = a->s->net.vhost;
-    i.address = p->addr.host;
+    i.address = address;
     i.port = (int)p->addr.port;
     i.method = "RAW";
     i.local_protocol_name = PROTO;
@@ -241,17 +246,80 @@ static void conn_idle(appconn_t *c)
     p->idle = c;
 }
 
+static void pool_resolved(void *arg, int err, const resolve_addrs_t *ad);
+
+/* The numeric address to dial for p. The app's host (from --app-url or a
+ * route target) is looked up on the resolver's reserved lane: it is our own
+ * configuration, not a name a peer chose. Returns 1 with out filled; 0 while a
+ * lookup is under way (pool_next runs again when it ends); a RESOLVE_E_* code. */
+static int pool_address(appclient_t *a, pool_t *p, char out[ADDR_HOST_MAX])
+{
+    if (p->fresh[0]) {
+        memcpy(out, p->fresh, sizeof(p->fresh));
+        return 1;
+    }
+    if (p->resolving)
+        return 0;
+    if (!a->s->resolver) {
+        snprintf(out, ADDR_HOST_MAX, "%s", p->addr.host);
+        return 1;
+    }
+    resolve_addrs_t ad;
+    int rc = resolver_lookup(a->s->resolver, p->addr.host, RESOLVE_LANE_RESERVED, &ad, &p->rw,
+                             pool_resolved, p);
+    if (rc == 1) {
+        memcpy(out, ad.addr[0], RESOLVE_ADDR_MAX);
+        return 1;
+    }
+    if (rc == 0)
+        p->resolving = true;
+    else
+        LOG_WARN("cannot resolve the app's host name", LF_STR("app", p->key), LF_STR("err", resolve_strerror(rc)));
+    return rc;
+}
+
+static void defer_fail(appclient_t *a, app_req_t *r, int status, const char *error)
+{
+    r->fail_status = status;
+    r->fail_error = error;
+    loop_timer_schedule(a->s->ctx, &r->timer, on_timeout, 1);
+}
+
 static void pool_next(appclient_t *a, pool_t *p)
 {
     while (p->wait_head && p->nconns < (size_t)a->s->cfg.app_max_connections) {
+        char address[ADDR_HOST_MAX];
+        int rc = pool_address(a, p, address);
+        if (rc == 0)
+            return;
         app_req_t *r = p->wait_head;
         dequeue(p, r);
-        if (dial(a, p, r) > 0) {
-            r->fail_status = 0;
-            r->fail_error = "cannot connect to the app";
-            loop_timer_schedule(a->s->ctx, &r->timer, on_timeout, 1);
-        }
+        if (rc < 0)
+            defer_fail(a, r, 0, "cannot resolve the app's host name");
+        else if (dial(a, p, r, address) > 0)
+            defer_fail(a, r, 0, "cannot connect to the app");
     }
+}
+
+/* The lookup of the app's host ended (on the loop): dial for the waiting
+ * requests, or fail those no open connection will take. */
+static void pool_resolved(void *arg, int err, const resolve_addrs_t *ad)
+{
+    pool_t *p = arg;
+    appclient_t *a = p->a;
+    p->resolving = false;
+    if (err) {
+        LOG_WARN("cannot resolve the app's host name", LF_STR("app", p->key), LF_STR("err", resolve_strerror(err)));
+        while (!p->nconns && p->wait_head) {
+            app_req_t *r = p->wait_head;
+            dequeue(p, r);
+            defer_fail(a, r, 0, "cannot resolve the app's host name");
+        }
+        return;
+    }
+    memcpy(p->fresh, ad->addr[0], sizeof(p->fresh));
+    pool_next(a, p);
+    p->fresh[0] = '\0';
 }
 
 int appclient_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
@@ -404,6 +472,7 @@ app_req_t *appclient_request(appclient_t *a, const char *method, const char *tar
             return NULL;
         snprintf(p->key, sizeof(p->key), "%s", key);
         p->addr = addr;
+        p->a = a;
         int err;
         hmap_put(&a->pools, p->key, strlen(p->key), p, &err);
         if (err) {
@@ -448,17 +517,25 @@ app_req_t *appclient_request(appclient_t *a, const char *method, const char *tar
     a->inflight++;
 
     int64_t tmo = timeout_ms > 0 ? timeout_ms : a->s->cfg.app_timeout_ms;
+    char address[ADDR_HOST_MAX];
+    int rc = 1;
     if (p->idle) {
         appconn_t *c = p->idle;
         p->idle = c->next_idle;
         assign(c, r);
-    } else if (p->nconns < (size_t)a->s->cfg.app_max_connections) {
-        if (dial(a, p, r) > 0) {
+    } else if (p->nconns < (size_t)a->s->cfg.app_max_connections &&
+               (rc = pool_address(a, p, address)) != 0) {
+        if (rc < 0) {
+            r->fail_status = 0;
+            r->fail_error = "cannot resolve the app's host name";
+            tmo = 0;
+        } else if (dial(a, p, r, address) > 0) {
             r->fail_status = 0;
             r->fail_error = "cannot connect to the app";
             tmo = 0;
         }
     } else if (p->nwait < 4 * (size_t)a->s->cfg.app_max_connections) {
+        /* waits for a connection, or for the app's address (pool_resolved) */
         r->queued = true;
         if (p->wait_tail)
             p->wait_tail->next = r;
@@ -491,6 +568,8 @@ void appclient_free(appclient_t *a)
         return;
     for (size_t it = 0; (it = hmap_next(&a->pools, it, &v)) != 0;) {
         pool_t *p = v;
+        if (p->resolving && a->s->resolver)
+            resolver_cancel(a->s->resolver, &p->rw);
         while (p->wait_head) {
             app_req_t *r = p->wait_head;
             p->wait_head = r->next;

@@ -7,8 +7,8 @@
 // The sidecar under test runs in a private mount namespace (`unshare -m`) with
 // /etc/resolv.conf bind-mounted to a file naming a nameserver on a fresh
 // 127.x.y.z:53, where a node `dgram` socket reads queries and never answers, and
-// /etc/hosts bind-mounted to a file that maps registry.dns-test.internal to
-// 127.0.0.1 (a name that resolves without DNS). Needs root (mount namespaces,
+// /etc/hosts bind-mounted to a file that maps registry.dns-test.internal and
+// app.dns-test.internal to 127.0.0.1 (names that resolve without DNS). Needs root (mount namespaces,
 // port 53); skipped otherwise, with the reason.
 //
 // Run: (cd tests/node && npm ci) && node --test tests/integration/dns.test.js
@@ -27,6 +27,7 @@ const { h, HOST, withEnv } = m;
 const { test, waitFor, httpJson } = h;
 
 const REGISTRY_NAME = 'registry.dns-test.internal';
+const APP_NAME = 'app.dns-test.internal';
 // glibc's own limits for a server that never answers: 5 s x 2 attempts = the 10 s stall
 const RESOLV_OPTIONS = 'options timeout:5 attempts:2';
 
@@ -70,7 +71,7 @@ async function hangingDns(t) {
   const resolv = path.join(dir, 'resolv.conf');
   const hosts = path.join(dir, 'hosts');
   fs.writeFileSync(resolv, `nameserver ${addr}\n${RESOLV_OPTIONS}\n`);
-  fs.writeFileSync(hosts, `127.0.0.1 localhost\n127.0.0.1 ${REGISTRY_NAME}\n`);
+  fs.writeFileSync(hosts, `127.0.0.1 localhost\n127.0.0.1 ${REGISTRY_NAME}\n127.0.0.1 ${APP_NAME}\n`);
   const wrapper = path.join(dir, 'micro-sidecar');
   fs.writeFileSync(
     wrapper,
@@ -235,5 +236,47 @@ describe('micro-sidecar: DNS that never answers', { skip: rootSkipReason() }, ()
     assert.ok(c.ms < 1000, `call took ${c.ms} ms`);
     const results = await Promise.all(hangCalls);
     for (const r of results) assert.ok(r.status === 502 || r.status === 503, `each hanging call failed cleanly: ${JSON.stringify(r)}`);
+  });
+
+  test('an app url whose host never resolves fails inbound calls at the deadline; the sidecar keeps serving', async (t) => {
+    const dns = await hangingDns(t);
+    const registry = await m.startRegistry(t);
+    const echo = await m.startEcho(t, { name: 'named' });
+    // two routes: one to the app by a name from /etc/hosts, one to a name that hangs
+    const prov = await startInNamespace(t, dns, { MICRO_DNS_TIMEOUT_MS: '1500' }, {
+      ns: 'prov',
+      registryPort: registry.port,
+      appUrl: `http://${APP_NAME}:${echo.port}`,
+      routes: ['/echo'],
+    });
+    const add = await httpJson('POST', `${prov.api}/v1/routes`, { url: '/hang', target: 'http://hang-app.dns-test.invalid:8080/hang' });
+    assert.ok(add.status === 201 || add.status === 200, `route added: ${add.status} ${add.text}`);
+    const caller = await m.startSidecar(t, { ns: 'caller', registryPort: registry.port });
+    // the app by name: resolved off the loop, the call goes through
+    const ok = await caller.call('prov', '/echo', { v: 1 });
+    assert.equal(ok.status, 200, `call to the app by host name: ${ok.status} ${ok.text}`);
+    let hangDone = null;
+    const t0 = Date.now();
+    const hangCall = caller.call('prov', '/hang', { v: 2 }, { 'x-micro-retries': '0' }, { timeoutMs: 20000 }).then(
+      (r) => (hangDone = { status: r.status, body: r.body, ms: Date.now() - t0 }),
+      (e) => (hangDone = { error: e.message, ms: Date.now() - t0 }),
+    );
+    await waitFor(() => dns.queries() > 0, { timeoutMs: 3000, message: 'the provider asked the nameserver' });
+    // meanwhile the provider answers its probes and its other route at once
+    const end = Date.now() + 8000;
+    let n = 0;
+    while (!hangDone && Date.now() < end) {
+      const p = await timed(() => httpJson('GET', `${prov.api}/-/health`, undefined, {}, { timeoutMs: 3000 }));
+      assert.ok(p.status === 200 && p.ms < 1000, `provider /-/health while the app lookup hangs: ${JSON.stringify(p)}`);
+      const c = await timed(() => caller.call('prov', '/echo', { n }, {}, { timeoutMs: 3000 }));
+      assert.ok(c.status === 200 && c.ms < 1000, `another route of the provider while the app lookup hangs: ${JSON.stringify(c)}`);
+      n++;
+      await h.sleep(20);
+    }
+    await hangCall;
+    assert.ok(n >= 3, `calls kept going (${n})`);
+    assert.equal(hangDone.status, 502, JSON.stringify(hangDone));
+    assert.match(String(hangDone.body && hangDone.body.error), /resolve/i, JSON.stringify(hangDone.body));
+    assert.ok(hangDone.ms >= 1300 && hangDone.ms < 4000, `failed at the 1.5 s deadline (took ${hangDone.ms} ms)`);
   });
 });
