@@ -91,7 +91,7 @@ void resolver_opts_default(resolver_opts_t *o)
 {
     memset(o, 0, sizeof(*o));
     o->peer_threads = 4;
-    o->reserved_threads = 1;
+    o->reserved_threads = 2;
     o->max_queue[RESOLVE_LANE_PEER] = 64;
     o->max_queue[RESOLVE_LANE_RESERVED] = 8;
     o->timeout_ms = 2000;

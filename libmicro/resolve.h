@@ -64,7 +64,7 @@ typedef struct resolver_opts {
     void       *fn_arg;
 } resolver_opts_t;
 
-/* Fills the defaults: 4 peer threads, 1 reserved, queues 64 / 8, 2 s timeout,
+/* Fills the defaults: 4 peer threads, 2 reserved, queues 64 / 8, 2 s timeout,
  * 10 s positive and 2 s negative cache, 1,024 names. */
 void resolver_opts_default(resolver_opts_t *o);
 

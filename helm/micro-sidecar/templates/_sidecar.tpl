@@ -229,6 +229,8 @@ prometheus.io/path: /metrics
     - --heartbeat-interval-ms={{ int64 $e.heartbeatIntervalMs }}
     - --reconnect-interval-ms={{ int64 $e.reconnectIntervalMs }}
     - --handshake-timeout-ms={{ int64 $e.handshakeTimeoutMs }}
+    - --dns-timeout-ms={{ int64 $e.dnsTimeoutMs }}
+    - --dns-cache-ms={{ int64 $e.dnsCacheMs }}
     # Circuit breaking (docs/CIRCUIT-BREAKER.md)
     - --breaker-policy={{ $e.breakerPolicy }}
     - --breaker-cooldown-ms={{ int64 $e.breakerCooldownMs }}
