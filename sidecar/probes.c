@@ -102,6 +102,15 @@ void probe_metrics(sidecar_t *s, sbuf_t *b)
     C("bad_frames_total", "Messages dropped as malformed.", ws->bad_frames);
     C("oversized_frames_total", "Connections closed (1009) for an oversized message.", ws->oversized);
     C("api_requests_total", "Local API requests.", st->api_requests);
+    if (s->resolver) {
+        const resolver_stats_t *rs = resolver_stats(s->resolver);
+        C("dns_lookups_total", "Host-name lookups of dials (numeric hosts not counted).", rs->lookups);
+        C("dns_cache_hits_total", "Lookups answered from the cache.", rs->cache_hits);
+        C("dns_timeouts_total", "Lookups that failed at --dns-timeout-ms.", rs->timeouts);
+        C("dns_failures_total", "Lookups the resolver answered with an error.", rs->failures);
+        C("dns_busy_total", "Lookups refused: too many waiting for a resolver thread.", rs->busy);
+        G("dns_in_flight", "Lookups waiting for or running on a resolver thread.", resolver_pending(s->resolver));
+    }
     G("uptime_seconds", "Seconds since start.", (double)(now_ms() - s->started_ms) / 1000.0);
 #undef C
 #undef G

@@ -170,6 +170,9 @@ describe('micro-sidecar: DNS that never answers', { skip: rootSkipReason() }, ()
     assert.equal(hangDone.status, 502, `the call to the unresolvable peer failed with 502: ${JSON.stringify(hangDone)}`);
     assert.match(String(hangDone.body && hangDone.body.error), /DNS|resolve/i, `a clear message: ${JSON.stringify(hangDone.body)}`);
     assert.ok(hangDone.ms >= 1300 && hangDone.ms < 4000, `it failed at the 1.5 s lookup deadline, not glibc's 10 s (took ${hangDone.ms} ms)`);
+    const metrics = await sc.metrics();
+    assert.ok(m.metricValue(metrics, 'micro_sidecar_dns_timeouts_total') >= 1, 'the timeout is counted');
+    assert.equal(m.metricValue(metrics, 'micro_sidecar_dns_in_flight'), 0, 'no lookup is left waiting');
     // and afterwards, at once, everything still works
     assert.equal((await sc.call('good', '/echo', { after: 1 })).status, 200);
     assert.match(sc.log, /hang\.dns-test\.invalid/, 'the log names the host that did not resolve');
