@@ -107,7 +107,7 @@ static const cfg_opt_t options[] = {
     INT("app-health-timeout-ms", "MICRO_APP_HEALTH_TIMEOUT_MS", 1, 3600000, "5000", app_health_timeout_ms, "app health check timeout"),
     INT("app-health-threshold", "MICRO_APP_HEALTH_THRESHOLD", 1, 1000, "3", app_health_threshold, "failed checks in a row before the app counts as unhealthy"),
     INT("shutdown-grace-ms", "MICRO_SHUTDOWN_GRACE_MS", 0, 3600000, "5000", shutdown_grace_ms, "drain time on SIGTERM"),
-    INT("dns-timeout-ms", "MICRO_DNS_TIMEOUT_MS", 1, 600000, "2000", dns_timeout_ms, "host name lookup deadline (peers, registry); the dial fails after it"),
+    INT("dns-timeout-ms", "MICRO_DNS_TIMEOUT_MS", 1, 600000, "2000", dns_timeout_ms, "host name lookup deadline (registry, peers, app); the dial fails after it"),
     INT("dns-cache-ms", "MICRO_DNS_CACHE_MS", 0, 30000, "10000", dns_cache_ms, "how long a looked-up address is reused (failures: at most 2 s; 0 = no cache)"),
     INT("handshake-timeout-ms", "MICRO_HANDSHAKE_TIMEOUT_MS", 1, 600000, "5000", handshake_timeout_ms, "peer and registry connect timeout"),
     INT("max-body-bytes", "MICRO_MAX_BODY_BYTES", 1024, 268435456, "1048576", max_body_bytes, "largest payload (a bigger request gets 413); app answers may be 64 KiB more"),

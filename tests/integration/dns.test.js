@@ -112,20 +112,24 @@ async function keepsServing(sc, until, { limitMs = 1000, maxMs = 8000, call = tr
   const end = Date.now() + maxMs;
   let calls = 0;
   let probes = 0;
+  let maxCallMs = 0;
+  let maxProbeMs = 0;
   while (!until() && Date.now() < end) {
     const p = await timed(() => httpJson('GET', `${sc.api}/-/health`, undefined, {}, { timeoutMs: limitMs * 3 }));
     assert.equal(p.status, 200, `GET /-/health answered promptly while a DNS lookup hangs: ${JSON.stringify(p)}`);
     assert.ok(p.ms < limitMs, `GET /-/health took ${p.ms} ms (limit ${limitMs} ms) while a DNS lookup hangs`);
     probes++;
+    maxProbeMs = Math.max(maxProbeMs, p.ms);
     if (call) {
       const c = await timed(() => sc.call('good', '/echo', { n: calls }, {}, { timeoutMs: limitMs * 3 }));
       assert.equal(c.status, 200, `a call to another namespace succeeded while a DNS lookup hangs: ${JSON.stringify(c)}`);
       assert.ok(c.ms < limitMs, `a call to another namespace took ${c.ms} ms (limit ${limitMs} ms) while a DNS lookup hangs`);
       calls++;
+      maxCallMs = Math.max(maxCallMs, c.ms);
     }
     await h.sleep(20);
   }
-  return { calls, probes };
+  return { calls, probes, maxCallMs, maxProbeMs };
 }
 
 /**
@@ -166,6 +170,7 @@ describe('micro-sidecar: DNS that never answers', { skip: rootSkipReason() }, ()
     await waitFor(() => dns.queries() > 0, { timeoutMs: 3000, message: 'the sidecar asked the nameserver' });
     const served = await keepsServing(sc, () => hangDone, { maxMs: 8000 });
     await hangCall;
+    t.diagnostic(`while the lookup hung: ${served.calls} calls (slowest ${served.maxCallMs} ms), ${served.probes} probes (slowest ${served.maxProbeMs} ms); the hanging call failed after ${hangDone.ms} ms`);
     assert.ok(served.calls >= 3, `calls kept going while the lookup hung (${served.calls})`);
     assert.equal(hangDone.status, 502, `the call to the unresolvable peer failed with 502: ${JSON.stringify(hangDone)}`);
     assert.match(String(hangDone.body && hangDone.body.error), /DNS|resolve/i, `a clear message: ${JSON.stringify(hangDone.body)}`);
@@ -195,6 +200,7 @@ describe('micro-sidecar: DNS that never answers', { skip: rootSkipReason() }, ()
     // several lookup deadlines and retries pass; /-/health answers promptly all along
     const t0 = Date.now();
     const served = await keepsServing(sc, () => Date.now() - t0 > 3500, { limitMs: 500, call: false });
+    t.diagnostic(`${served.probes} probes while the registry's name hung (slowest ${served.maxProbeMs} ms)`);
     assert.ok(served.probes >= 20, `probes answered throughout (${served.probes})`);
     const ready = await sc.get('/-/ready');
     assert.equal(ready.status, 503, 'not ready: never registered');
@@ -247,6 +253,7 @@ describe('micro-sidecar: DNS that never answers', { skip: rootSkipReason() }, ()
       message: 'the sidecar registered with the restarted registry',
     });
     const took = Date.now() - t0;
+    t.diagnostic(`re-registered ${took} ms after the registry restart began, with ${N} peer lookups hanging`);
     assert.equal(finished, 0, `re-registered (${took} ms) while the hanging lookups were still out`);
     // calls to a namespace we already had keep working (the provider re-registers too)
     const c = await timed(() => sc.call('good', '/echo', { after: 1 }, {}, { timeoutMs: 3000 }));
