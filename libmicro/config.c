@@ -4,6 +4,7 @@
  * source, so an error names where the bad value came from. Runs once, at start-up,
  * on the main thread. */
 #include "config.h"
+#include "addrlist.h"
 #include "url.h"
 
 #include <arpa/inet.h>
@@ -694,6 +695,8 @@ static const char *metavar(const cfg_opt_t *o, char *buf, size_t len)
     }
     if (o->check == cfg_check_hostport)
         return " HOST:PORT";
+    if (o->check == cfg_check_hostport_list)
+        return " HOST:PORT[,HOST:PORT...]";
     if (o->check == cfg_check_url)
         return " URL";
     return " STRING";
@@ -1029,6 +1032,39 @@ int cfg_check_hostport(const char *value, char *err, size_t errlen)
     if (!why)
         return 0;
     return check_fail(err, errlen, "must be host:port (%s)", why);
+}
+
+int cfg_check_hostport_list(const char *value, char *err, size_t errlen)
+{
+    addr_list_t l;
+    size_t bad = 0, n = value ? strlen(value) : 0;
+    char why[160];
+    const char *s = value;
+
+    /* each entry as cfg_check_hostport sees it, then the list's own rules */
+    for (size_t i = 0; value; i++) {
+        const char *comma = strchr(s, ',');
+        size_t len = comma ? (size_t)(comma - s) : strlen(s);
+        while (len && (*s == ' ' || *s == '\t')) {
+            s++;
+            len--;
+        }
+        while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+            len--;
+        const char *w = len ? authority_check(s, len, true) : "empty entry";
+        if (w) {
+            snprintf(why, sizeof(why), "entry %zu: %s", i + 1, w);
+            return check_fail(err, errlen, "must be host:port[,host:port...] (%s)", why);
+        }
+        if (!comma)
+            break;
+        s = comma + 1;
+    }
+    int rc = value ? addr_list_parse(value, n, &l, &bad) : ADDR_LIST_E_EMPTY;
+    if (!rc)
+        return 0;
+    snprintf(why, sizeof(why), "entry %zu: %s", bad + 1, addr_list_strerror(rc));
+    return check_fail(err, errlen, "must be host:port[,host:port...] (%s)", why);
 }
 
 int cfg_check_url(const char *value, char *err, size_t errlen)

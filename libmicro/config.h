@@ -70,6 +70,8 @@ void cfg_set_output(FILE *out, FILE *err);
 /* Helpers usable as `check` and by callers. 0 = ok; else -1 and a reason in err
  * (cfg_load adds the key and the offending value). */
 int cfg_check_hostport(const char *value, char *err, size_t errlen); /* "host:port", "[v6]:port", DNS name ok; port 1..65535 */
+/* "host:port[,host:port...]": 1..ADDR_LIST_MAX entries as cfg_check_hostport, no duplicates */
+int cfg_check_hostport_list(const char *value, char *err, size_t errlen);
 int cfg_check_url(const char *value, char *err, size_t errlen);      /* "http://host[:port][/path]" */
 
 /* The shared --log-level / --log-format rows (env MICRO_LOG_LEVEL / MICRO_LOG_FORMAT);

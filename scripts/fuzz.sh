@@ -9,7 +9,7 @@ secs=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-targets=(fuzz_frame fuzz_handshake fuzz_jscan fuzz_http1 fuzz_url fuzz_wsframe fuzz_log fuzz_resolve)
+targets=(fuzz_frame fuzz_handshake fuzz_addrlist fuzz_jscan fuzz_http1 fuzz_url fuzz_wsframe fuzz_log fuzz_resolve)
 declare -A dicts=([fuzz_frame]=json.dict [fuzz_jscan]=json.dict [fuzz_http1]=http1.dict)
 
 CC=clang cmake -S . -B build-fuzz -DFUZZ=ON -DBUILD_TESTING=OFF >/dev/null

@@ -71,7 +71,8 @@ static const cfg_opt_t options[] = {
     {.name = "namespace", .env = "MICRO_NAMESPACE", .type = CFG_STR, .required = 1, .check = check_ns,
      .offset = offsetof(T, ns), .help = "the app's service name"},
     {.name = "registry", .env = "MICRO_REGISTRY", .type = CFG_STR, .def = "127.0.0.1:9000",
-     .check = cfg_check_hostport, .offset = offsetof(T, registry), .help = "registry host:port (a DNS name is fine)"},
+     .check = cfg_check_hostport_list, .offset = offsetof(T, registry),
+     .help = "registry host:port, or several comma-separated: dialled round-robin, the next one when one fails (a DNS name is fine)"},
     {.name = "advertise-host", .env = "MICRO_ADVERTISE_HOST,POD_IP", .type = CFG_STR, .check = check_host,
      .offset = offsetof(T, advertise_host), .help = "address peers dial (default: first non-loopback IPv4)"},
     INT("mesh-port", "MICRO_MESH_PORT", 1, 65535, "9100", mesh_port, "WebSocket port for peers; also serves the probes"),
@@ -246,8 +247,8 @@ int main(int argc, char **argv)
     snprintf(s.self.host, sizeof(s.self.host), "%s", host);
     s.self.port = (unsigned)s.cfg.mesh_port;
     addr_format_key(s.self.host, s.self.port, s.self_key, sizeof(s.self_key));
-    if (addr_parse_key(s.cfg.registry, strlen(s.cfg.registry), &s.registry_addr)) {
-        fprintf(stderr, "micro-sidecar: --registry: must be host:port (got \"%s\")\n", s.cfg.registry);
+    if (addr_list_parse(s.cfg.registry, strlen(s.cfg.registry), &s.registry_addrs, NULL)) {
+        fprintf(stderr, "micro-sidecar: --registry: must be host:port[,host:port...] (got \"%s\")\n", s.cfg.registry);
         cfg_free(options, &s.cfg);
         return 2;
     }

@@ -128,35 +128,70 @@ void mesh_app_health_changed(sidecar_t *s)
     }
 }
 
+/* The --registry addresses are dialled round-robin. A sidecar starts at a random
+ * entry (mesh_start), so a fleet given the same list spreads over the replicas. A
+ * registered connection that is lost moves on to the next address at once: the
+ * replica it was on is likely going away (rolling update, node loss). A dial that
+ * does not register (refused, handshake timeout, closed before the handshake) tries
+ * the next address at once too, until every address has failed once in a row; the
+ * next round starts after the reconnect interval. With one address this is what it
+ * always was: redial at once after a loss, every interval while unreachable. */
+static void registry_advance(sidecar_t *s)
+{
+    s->registry_next = (s->registry_next + 1) % s->registry_addrs.n;
+}
+
+/* A dial did not register (resolve_err: its name did not resolve, RESOLVE_E_*, or 0).
+ * True: dial the next address now; false: the round is over and the reconnect timer
+ * is set. */
+static bool registry_dial_failed(sidecar_t *s, int resolve_err)
+{
+    const char *why = resolve_err ? resolve_strerror(resolve_err) : "cannot connect";
+    registry_advance(s);
+    if (++s->registry_failed < s->registry_addrs.n) {
+        const addr_t *n = &s->registry_addrs.v[s->registry_next];
+        char next[ADDR_KEY_MAX];
+        addr_format_key(n->host, n->port, next, sizeof(next));
+        LOG_INFO("registry address failed, trying the next", LF_STR("failed", s->registry_key),
+                 LF_STR("err", why), LF_STR("next", next));
+        return true;
+    }
+    s->registry_failed = 0;
+    LOG_WARN("registry unreachable, will retry", LF_STR("registry", s->cfg.registry),
+             LF_INT("retry_ms", s->cfg.reconnect_interval_ms), LF_STR("err", why));
+    loop_timer_schedule(s->ctx, &s->reconnect_timer, reconnect, s->cfg.reconnect_interval_ms * LWS_US_PER_MS);
+    return false;
+}
+
 static void dial_registry(sidecar_t *s)
 {
-    /* the reserved resolver lane: hanging peer names cannot hold this up */
-    s->registry = wsconn_dial_lane(&s->net, &s->registry_addr, s->handshake, s->cfg.handshake_timeout_ms,
-                                   NULL, RESOLVE_LANE_RESERVED);
-    if (!s->registry) {
-        LOG_WARN("registry unreachable, will retry", LF_STR("registry", s->cfg.registry),
-                 LF_INT("retry_ms", s->cfg.reconnect_interval_ms),
-                 LF_STR("err", s->net.last_dial_err ? resolve_strerror(s->net.last_dial_err) : "cannot connect"));
-        loop_timer_schedule(s->ctx, &s->reconnect_timer, reconnect, s->cfg.reconnect_interval_ms * LWS_US_PER_MS);
-    }
+    do {
+        const addr_t *a = &s->registry_addrs.v[s->registry_next];
+        addr_format_key(a->host, a->port, s->registry_key, sizeof(s->registry_key));
+        /* the reserved resolver lane: hanging peer names cannot hold this up */
+        s->registry = wsconn_dial_lane(&s->net, a, s->handshake, s->cfg.handshake_timeout_ms, NULL,
+                                       RESOLVE_LANE_RESERVED);
+        /* NULL: failed at once (no memory, a name known not to resolve) */
+    } while (!s->registry && registry_dial_failed(s, s->net.last_dial_err));
 }
 
 static void registry_opened(sidecar_t *s)
 {
     s->registry_up = true;
+    s->registry_failed = 0;
     s->stats.registry_connects++;
     if (!s->ever_registered)
-        LOG_INFO("registered with the registry", LF_STR("registry", s->cfg.registry),
+        LOG_INFO("registered with the registry", LF_STR("registry", s->registry_key),
                  LF_STR("as", s->self_key), LF_STR("ns", s->cfg.ns),
                  LF_INT("ms_since_start", (long long)(now_ms() - s->started_ms)));
     else
-        LOG_INFO("registered with the registry again", LF_STR("registry", s->cfg.registry));
+        LOG_INFO("registered with the registry again", LF_STR("registry", s->registry_key));
     s->ever_registered = true;
     if (!s->app_healthy) {
         /* the app went down while we were registering: we have reached the
          * registry (so /-/ready may pass and a native pod can start its app), but
          * nobody should find an app that is down — leave again at once */
-        LOG_INFO("app not healthy: leaving the registry again", LF_STR("registry", s->cfg.registry));
+        LOG_INFO("app not healthy: leaving the registry again", LF_STR("registry", s->registry_key));
         wsconn_close(s->registry);
         return;
     }
@@ -174,13 +209,12 @@ static void registry_closed(sidecar_t *s, int resolve_err)
         return;
     if (was_up) {
         s->stats.registry_disconnects++;
-        LOG_WARN("registry connection lost, reconnecting", LF_STR("registry", s->cfg.registry));
+        LOG_WARN("registry connection lost, reconnecting", LF_STR("registry", s->registry_key));
+        s->registry_failed = 0;
+        registry_advance(s);
         dial_registry(s); /* at once, as the reference does */
-    } else {
-        LOG_WARN("registry unreachable, will retry", LF_STR("registry", s->cfg.registry),
-                 LF_INT("retry_ms", s->cfg.reconnect_interval_ms),
-                 LF_STR("err", resolve_err ? resolve_strerror(resolve_err) : "cannot connect"));
-        loop_timer_schedule(s->ctx, &s->reconnect_timer, reconnect, s->cfg.reconnect_interval_ms * LWS_US_PER_MS);
+    } else if (registry_dial_failed(s, resolve_err)) {
+        dial_registry(s);
     }
 }
 
@@ -438,6 +472,11 @@ int mesh_start(sidecar_t *s)
     protocols[1].user = s->app;
     if (wsnet_listen(&s->net, "mesh", s->cfg.mesh_bind, (int)s->cfg.mesh_port, protocols))
         return -1;
+    if (s->registry_addrs.n > 1) {
+        uint32_t r = 0;
+        lws_get_random(s->ctx, &r, sizeof(r));
+        s->registry_next = r % s->registry_addrs.n;
+    }
     dial_registry(s);
     apphealth_start(s);
     return 0;
@@ -449,7 +488,7 @@ void mesh_begin_drain(sidecar_t *s)
     loop_timer_cancel(&s->reconnect_timer);
     loop_timer_cancel(&s->heartbeat_timer);
     if (s->registry) {
-        LOG_INFO("leaving the registry", LF_STR("registry", s->cfg.registry));
+        LOG_INFO("leaving the registry", LF_STR("registry", s->registry_key));
         wsconn_close(s->registry);
     }
 }

@@ -29,8 +29,12 @@ void probe_health(sidecar_t *s, sbuf_t *b)
 {
     const char *names[256];
     size_t n = disc_namespaces(s, names, 256);
-    sbuf_printf(b, "{\"status\":\"ok\",\"registry\":%s,\"uptime\":%.3f,\"namespaces\":[",
-                s->registry_up ? "true" : "false", (double)(now_ms() - s->started_ms) / 1000.0);
+    sbuf_printf(b, "{\"status\":\"ok\",\"registry\":%s,\"registryAddress\":", s->registry_up ? "true" : "false");
+    if (s->registry_up)
+        sbuf_add_json_str(b, s->registry_key, strlen(s->registry_key));
+    else
+        sbuf_adds(b, "null");
+    sbuf_printf(b, ",\"uptime\":%.3f,\"namespaces\":[", (double)(now_ms() - s->started_ms) / 1000.0);
     for (size_t i = 0; i < n; i++) {
         if (i)
             sbuf_addc(b, ',');

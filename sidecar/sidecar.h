@@ -14,6 +14,7 @@
 #define MICRO_SIDECAR_H
 
 #include "addr.h"
+#include "addrlist.h"
 #include "config.h"
 #include "hmap.h"
 #include "wsconn.h"
@@ -115,7 +116,10 @@ typedef struct sidecar {
     addr_t    self;            /* advertise host, mesh port */
     char      self_key[ADDR_KEY_MAX];
     char      handshake[1024]; /* "/{host}/{port}/{ns}[?token=..]" */
-    addr_t    registry_addr;
+    addr_list_t registry_addrs;/* --registry, dialled round-robin (mesh.c) */
+    size_t    registry_next;   /* index of the address the next dial uses */
+    size_t    registry_failed; /* dials in a row that did not register, this round */
+    char      registry_key[ADDR_KEY_MAX]; /* the address of the current/last dial */
     wsconn_t *registry;        /* the current registry connection, open or opening */
     bool      registry_up;     /* handshake done on it */
     bool      ever_registered;

@@ -156,7 +156,7 @@ describe('micro-sidecar: core', { skip: m.skipReason() }, () => {
       assert.equal(typeof health.body.uptime, 'number', `${where} /-/health body: ${health.text}`);
       assert.ok(health.body.uptime >= 0, `${where}: ${health.text}`);
       assert.deepEqual(health.body.namespaces, ['b'], `${where} /-/health body: ${health.text}`);
-      assert.deepEqual(Object.keys(health.body).sort(), ['namespaces', 'registry', 'status', 'uptime'], `${where}: ${health.text}`);
+      assert.deepEqual(Object.keys(health.body).sort(), ['namespaces', 'registry', 'registryAddress', 'status', 'uptime'], `${where}: ${health.text}`);
 
       const ready = await httpJson('GET', `${base}/-/ready`);
       assert.equal(ready.status, 200, `${where} /-/ready: ${ready.text}`);
@@ -189,7 +189,7 @@ describe('micro-sidecar: core', { skip: m.skipReason() }, () => {
       assert.equal(r.data.registry, true, JSON.stringify(r));
       assert.equal(typeof r.data.uptime, 'number', JSON.stringify(r));
       assert.deepEqual(r.data.namespaces, nss, JSON.stringify(r));
-      assert.deepEqual(Object.keys(r.data).sort(), ['namespaces', 'registry', 'status', 'uptime']);
+      assert.deepEqual(Object.keys(r.data).sort(), ['namespaces', 'registry', 'registryAddress', 'status', 'uptime']);
       await p.close();
     }
     assert.equal((await echo.stats()).by_url['/-/health'], undefined, 'the sidecar answered /-/health itself, not the app');
