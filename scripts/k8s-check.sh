@@ -21,11 +21,13 @@
 # - a user's chart (tests/k8s/parent-chart) that depends on this one renders the sidecar,
 #   with per-pod settings from the include's dict (and fails on a misspelt or
 #   out-of-bounds one)
-# - kubectl kustomize deploy/ renders
+# - kubectl kustomize deploy/ and deploy/ha/ (the HA overlay) render
 # - tests/k8s/check_manifests.py asserts what matters in every rendering
 # - with binaries built (build/, or K8S_CHECK_BIN_DIR): tests/k8s/run_rendered.py runs the
 #   rendered demo (chart: native, regular and the governance values; deploy/) with them
 #   and calls echo-a -> echo-b (the binaries reject unknown flags and values out of bounds)
+# - tests/k8s/run_etcd.py runs the rendered etcd StatefulSet (chart HA values, deploy/ha/)
+#   as a real etcd cluster on loopback and reaches it through the registry's endpoints
 # Ends with "k8s-check: N passed, M failed"; exit 1 if anything failed.
 #
 # Environment: K8S_CHECK_HELM3=0 skips Helm 3; CHART_DIR / DEPLOY_DIR check other copies
@@ -97,13 +99,13 @@ manifests() {
 # ---- versions ----------------------------------------------------------------------------
 cmake_version=$(sed -nE 's/^project\([^)]*VERSION ([0-9][0-9.]*).*/\1/p' CMakeLists.txt | head -1)
 app_version=$(sed -nE 's/^appVersion: *"?([^"]*)"?.*/\1/p' "$chart/Chart.yaml")
-deploy_tag=$(sed -nE 's/^ *newTag: *"?([^"]*)"?.*/\1/p' "$deploy/kustomization.yaml")
+deploy_tag=$(sed -nE 's/^ *newTag: *"?([^"]*)"?.*/\1/p' "$deploy/base/kustomization.yaml" "$deploy/ha/kustomization.yaml" | sort -u)
 [ -n "$cmake_version" ] && [ "$app_version" = "$cmake_version" ] \
   && ok "Chart appVersion $app_version = CMake project version" \
   || bad "Chart.yaml appVersion '$app_version' != CMakeLists.txt project version '$cmake_version'"
 [ "$deploy_tag" = "$cmake_version" ] \
   && ok "deploy/ image tag $deploy_tag = CMake project version" \
-  || bad "deploy/kustomization.yaml newTag '$deploy_tag' != project version '$cmake_version'"
+  || bad "deploy/{base,ha}/kustomization.yaml newTag '$deploy_tag' != project version '$cmake_version'"
 if grep -rq "app.kubernetes.io/version: \"$cmake_version\"" "$deploy" \
    && ! grep -rE 'app.kubernetes.io/version: ' "$deploy" | grep -vq "\"$cmake_version\""; then
   ok "deploy/ version labels = $cmake_version"
@@ -158,6 +160,12 @@ variants=(
   "tokens-existing|--set demo.enabled=true --set tokens.existingSecret=my-tokens|demo=true tokens=existing prestop=none"
   "no-registry|--set demo.enabled=true --set registry.enabled=false --set sidecar.registryAddress=registry.mesh.svc:9000|demo=true registry=false registry_address=registry.mesh.svc:9000 prestop=none"
   "no-tests|--set demo.enabled=true --set tests.enabled=false|demo=true tests=false prestop=none"
+  "registry-list|--set demo.enabled=true --set registry.enabled=false --set sidecar.registryAddress=reg-a.mesh.svc:9000\\,reg-b.mesh.svc:9000|demo=true registry=false registry_address=reg-a.mesh.svc:9000,reg-b.mesh.svc:9000 prestop=none"
+  "ha|-f tests/k8s/ha-values.yaml|store=etcd replicas=3 demo=true prestop=none values=tests/k8s/ha-values.yaml"
+  "ha-one-etcd|--set registry.store=etcd --set registry.replicaCount=2 --set etcd.cluster.replicas=1 --set registry.antiAffinity=required|store=etcd replicas=2 etcd_replicas=1 anti_affinity=required prestop=none"
+  "ha-tls|-f tests/k8s/ha-values.yaml --set etcd.tls.existingSecret=etcd-tls|store=etcd replicas=3 etcd_tls=true demo=true prestop=none"
+  "ha-external|--set registry.store=etcd --set registry.replicaCount=4 --set etcd.endpoints={https://etcd-a.db:2379,https://etcd-b.db:2379} --set etcd.tls.existingSecret=etcd-client --set registry.antiAffinity=none|store=etcd replicas=4 etcd=external etcd_endpoints=https://etcd-a.db:2379,https://etcd-b.db:2379 etcd_tls=true anti_affinity=none prestop=none"
+  "etcd-one-replica|--set registry.store=etcd|store=etcd replicas=1 prestop=none"
 )
 for v in "${variants[@]}"; do
   IFS='|' read -r name args expect <<<"$v"
@@ -214,6 +222,17 @@ for h in "${helms[@]}"; do
   expect_fail "typo-nested-$hv"   "periodSecond|additional propert|Additional property" "$h" template t "$chart" --set sidecar.livenessProbe.periodSecond=5
   expect_fail "typo-values-file-$hv" "natve|additional propert|Additional property" "$h" template t "$chart" -f tests/k8s/typo-values.yaml
   expect_fail "replicas-2-$hv"    "replicaCount|maximum|less than or equal" "$h" template t "$chart" --set registry.replicaCount=2
+  # More than one registry replica only with the etcd store (memory replicas would each
+  # know only their own sidecars), whether the schema or the template catches it.
+  expect_fail "memory-replicas-3-$hv" "replicaCount|maximum|less than or equal" "$h" template t "$chart" --set registry.store=memory --set registry.replicaCount=3
+  expect_fail "memory-replicas-3-noschema-$hv" "needs registry.store=etcd" "$h" template t "$chart" --set registry.replicaCount=3 --skip-schema-validation
+  expect_fail "bad-store-$hv"     "store.*(must be one of|enum|value must be)|value must be one of" "$h" template t "$chart" --set registry.store=redis
+  expect_fail "etcd-even-members-$hv" "replicas.*(must be one of|enum|value must be)|value must be one of" "$h" template t "$chart" --set registry.store=etcd --set etcd.cluster.replicas=2
+  expect_fail "etcd-lease-too-short-$hv" "leaseTtlMs.*(minimum|greater than or equal)" "$h" template t "$chart" --set registry.store=etcd --set etcd.leaseTtlMs=500
+  expect_fail "etcd-bad-endpoint-$hv" "endpoints.*(pattern|does not match|match)" "$h" template t "$chart" --set registry.store=etcd --set "etcd.endpoints={etcd:2379}"
+  expect_fail "etcd-tls-http-$hv" "use https:// URLs" "$h" template t "$chart" --set registry.store=etcd --set "etcd.endpoints={http://etcd:2379}" --set etcd.tls.existingSecret=x
+  expect_fail "bad-anti-affinity-$hv" "antiAffinity.*(must be one of|enum|value must be)|value must be one of" "$h" template t "$chart" --set registry.antiAffinity=sometimes
+  expect_fail "registry-list-bad-$hv" "registryAddress" "$h" template t "$chart" --set "sidecar.registryAddress=a:9000\,b"
   expect_fail "bad-enum-$hv"      "mode|enum|must be one of|value must be" "$h" template t "$chart" --set sidecar.preStop.mode=bogus
   # Governance values: the binaries' choices and bounds (tests/k8s/check_flags.py keeps
   # the schema equal to --help).
@@ -280,7 +299,21 @@ if "$kubectl" kustomize "$deploy" >"$out/deploy.yaml" 2>"$out/deploy.err"; then
 else
   bad "kubectl kustomize $deploy failed:"; sed 's/^/    /' "$out/deploy.err" | tail -10
 fi
-for f in "$deploy"/registry.yaml; do
+# The HA overlay: three registry replicas on the etcd store, the etcd StatefulSet, both
+# disruption budgets, anti-affinity; the same assertions as the chart's HA rendering.
+if "$kubectl" kustomize "$deploy/ha" >"$out/deploy-ha.yaml" 2>"$out/deploy-ha.err"; then
+  ok "kubectl kustomize deploy/ha/"
+  manifests deploy-ha "$out/deploy-ha.yaml" source=kustomize store=etcd replicas=3 demo=true prestop=none \
+    registry_address=micro-registry:9000 tests=false
+  if grep -q 'image: micro-sidecar-etcd:'"$cmake_version"'$' "$out/deploy-ha.yaml"; then
+    ok "deploy/ha/: the etcd image is tagged $cmake_version"
+  else
+    bad "deploy/ha/: the etcd image is not micro-sidecar-etcd:$cmake_version"
+  fi
+else
+  bad "kubectl kustomize $deploy/ha failed:"; sed 's/^/    /' "$out/deploy-ha.err" | tail -10
+fi
+for f in "$deploy"/base/registry.yaml; do
   if "$python" -c 'import sys, yaml; list(yaml.safe_load_all(open(sys.argv[1])))' "$f" 2>"$out/yaml.err"; then
     ok "$f parses on its own (kubectl apply -f)"
   else
@@ -310,6 +343,25 @@ if [ "$have_bins" = 1 ]; then
 else
   echo "k8s-check: run_rendered skipped: no micro-registry/micro-sidecar/micro-echo in $bindir (build them, or set K8S_CHECK_BIN_DIR)"
 fi
+
+# ---- the rendered etcd with the real etcd ------------------------------------------------
+# The chart's and deploy/ha/'s etcd StatefulSet run as a cluster on loopback (Debian's
+# etcd-server, as in the image): every member ready, the registry's endpoints reach it, a
+# write survives one member down. Skipped (with a line) without etcd installed.
+for r in "helm-ha|$out/ha-$(hver "$helm").yaml" "helm-ha-one-etcd|$out/ha-one-etcd-$(hver "$helm").yaml" \
+         "deploy-ha|$out/deploy-ha.yaml"; do
+  IFS='|' read -r name file <<<"$r"
+  res=$("$python" tests/k8s/run_etcd.py "$file" name="$name" 2>&1) || true
+  line=$(grep -E "^run_etcd\[.*\]: [0-9]+ passed, [0-9]+ failed$" <<<"$res" | tail -1 || true)
+  if [ -z "$line" ]; then
+    bad "run_etcd $name crashed:"; sed 's/^/    /' <<<"$res" | tail -20
+    continue
+  fi
+  pass=$((pass + $(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")))
+  fail=$((fail + $(sed -E 's/.*passed, ([0-9]+) failed$/\1/' <<<"$line")))
+  grep -v "^run_etcd\[.*\]: [0-9]* passed" <<<"$res" | sed 's/^/k8s-check: /' || true
+  echo "k8s-check: $line"
+done
 
 echo "k8s-check: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

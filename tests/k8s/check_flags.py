@@ -54,6 +54,9 @@ SIDECAR_OTHER = {
 }
 REGISTRY_OTHER = {
     "mesh-token": "tokens.meshToken / tokens.existingSecret",
+    "etcd-ca-file": "etcd.tls.existingSecret (mounted, etcd.tls.caKey)",
+    "etcd-cert-file": "etcd.tls.existingSecret (mounted, etcd.tls.certKey)",
+    "etcd-key-file": "etcd.tls.existingSecret (mounted, etcd.tls.keyKey)",
     "config": "the chart's ConfigMap (registry.*, registry.extraConfig)",
     "help": "",
     "version": "",
@@ -66,12 +69,21 @@ SIDECAR_PATHS = {
     "app-health-timeout-ms": "appHealth.timeoutMs",
     "app-health-threshold": "appHealth.threshold",
 }
+# Registry flags whose value is not registry.<camelCase>; "/a.b" is the path a.b from the
+# top of values.yaml (the etcd.* block serves the registry and the chart's own etcd).
+REGISTRY_PATHS = {
+    "etcd-endpoints": "/etcd.endpoints",
+    "etcd-prefix": "/etcd.prefix",
+    "etcd-lease-ttl-ms": "/etcd.leaseTtlMs",
+    "etcd-dial-timeout-ms": "/etcd.dialTimeoutMs",
+}
 # Defaults that differ from the binary's on purpose.
 DELIBERATE = {
     ("sidecar", "log-format"): "json: one object per line for log collectors",
     ("registry", "log-format"): "json: one object per line for log collectors",
     ("sidecar", "registry"): "empty: this release's registry Service",
     ("sidecar", "app-health-url"): "a path appended to the app url; empty: off",
+    ("registry", "etcd-endpoints"): "a list; empty: the chart's own etcd cluster",
 }
 
 
@@ -154,7 +166,7 @@ def main(argv):
         schema = json.load(f)
     binaries = {
         "sidecar": (os.path.join(bindir, "sidecar", "micro-sidecar"), SIDECAR_OTHER, SIDECAR_PATHS),
-        "registry": (os.path.join(bindir, "registry", "micro-registry"), REGISTRY_OTHER, {}),
+        "registry": (os.path.join(bindir, "registry", "micro-registry"), REGISTRY_OTHER, REGISTRY_PATHS),
     }
     helps = {}
     for section, (binary, other, paths) in binaries.items():
@@ -165,8 +177,12 @@ def main(argv):
             if flag in other:
                 continue  # wired another way (the table above)
             path = paths.get(flag, camel(flag))
-            full = f"{section}.{path}"
-            val, present = lookup(values.get(section) or {}, path)
+            if path.startswith("/"):
+                full = path = path[1:]
+                val, present = lookup(values, path)
+            else:
+                full = f"{section}.{path}"
+                val, present = lookup(values.get(section) or {}, path)
             if not check(present, f"--{flag} ({section}): no value {full} in values.yaml"):
                 continue
             node = schema_node(schema, full)
@@ -190,8 +206,11 @@ def main(argv):
                       f"{full}: default {as_text(val)!r} = --{flag} default {o['default']!r}")
             else:
                 check(val in ("", None, False), f"{full}: --{flag} has no default, so neither has the value (got {val!r})")
-        # Nothing in the table above that the binary does not have.
+        # Nothing in the table above that the binary does not have (the etcd store's flags
+        # are listed ahead of the binary that has them).
         for flag in other:
+            if flag.startswith("etcd-") and "store" not in opts:
+                continue
             check(flag in opts, f"--{flag} ({section}) is listed as wired another way but not in --help")
 
     # The per-pod settings table of the sidecar template.

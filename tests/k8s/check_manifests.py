@@ -12,6 +12,14 @@ Expectations (all optional):
     registry=true|false           the registry is rendered
     registry_address=HOST:PORT    what MICRO_REGISTRY must be (default: derived from the
                                   rendered registry Service)
+    store=memory|etcd             the registry's store (default memory: one replica,
+                                  Recreate; etcd: RollingUpdate, anti-affinity, /-/ready)
+    replicas=N                    registry replicas (default 1)
+    anti_affinity=preferred|required|none  the registry's pod anti-affinity with etcd
+    etcd=deployed|external        etcd: the rendering has its own etcd StatefulSet
+                                  (default) or points at etcd_endpoints=URL,URL
+    etcd_replicas=N               members of the rendered etcd (default 3)
+    etcd_tls=true|false           etcd over TLS from a mounted Secret (default false)
     tokens=none|created|existing  token wiring
     prestop=N|none                the sidecar's preStop waits N seconds / has no hook
     prestop_mode=exec|sleep       how the preStop hook waits
@@ -42,10 +50,15 @@ LABEL_KEYS = [
     "app.kubernetes.io/part-of",
     "app.kubernetes.io/managed-by",
 ]
-OUR_COMMANDS = {"micro-registry", "micro-sidecar", "micro-echo", "sh"}
+OUR_COMMANDS = {"micro-registry", "micro-sidecar", "micro-echo", "sh", "etcd"}
 REGISTRY_CONFIG_KEYS = {"port", "bind", "heartbeat-timeout-ms", "sweep-interval-ms",
                         "max-frame-bytes", "max-connections",
-                        "verify-peer-address", "log-level", "log-format"}
+                        "verify-peer-address", "log-level", "log-format",
+                        "store", "etcd-endpoints", "etcd-prefix", "etcd-lease-ttl-ms",
+                        "etcd-dial-timeout-ms", "etcd-ca-file", "etcd-cert-file", "etcd-key-file"}
+ETCD_CONFIG_KEYS = {"store", "etcd-endpoints", "etcd-prefix", "etcd-lease-ttl-ms",
+                    "etcd-dial-timeout-ms"}
+ETCD_TLS_CONFIG_KEYS = {"etcd-ca-file", "etcd-cert-file", "etcd-key-file"}
 REGISTRY_INT_CONFIG_KEYS = ["heartbeat-timeout-ms", "sweep-interval-ms", "max-frame-bytes",
                             "max-connections"]
 # Integer flags every sidecar gets as an argument (chart and deploy/).
@@ -159,6 +172,144 @@ def prestop_seconds(c):
     return "other", None
 
 
+def secret_files(c, pspec):
+    """{path: (secret name, key)} for every file of a Secret volume mounted in c."""
+    out = {}
+    vols = {v["name"]: v for v in pspec.get("volumes") or []}
+    for m in c.get("volumeMounts") or []:
+        sec = (vols.get(m["name"]) or {}).get("secret")
+        if sec:
+            out[m["mountPath"].rstrip("/")] = sec.get("secretName")
+    return out
+
+
+def check_etcd_config(ck, exp, name, conf, c, pspec, store):
+    """The registry's config file says which store, and with etcd which etcd."""
+    if store == "memory":
+        ck.check(not (set(conf) & (ETCD_CONFIG_KEYS | ETCD_TLS_CONFIG_KEYS)) or conf.get("store") == "memory",
+                 f"{name}: no etcd keys in the config of a memory registry (got {sorted(conf)})")
+        return
+    ck.check(conf.get("store") == "etcd", f"{name}: config store: etcd (got {conf.get('store')!r})")
+    for k in ("etcd-lease-ttl-ms", "etcd-dial-timeout-ms"):
+        ck.check(isinstance(conf.get(k), int) and not isinstance(conf.get(k), bool),
+                 f"{name}: config {k} is an integer (got {conf.get(k)!r})")
+    ck.check(isinstance(conf.get("etcd-lease-ttl-ms"), int) and conf["etcd-lease-ttl-ms"] >= 1000,
+             f"{name}: etcd-lease-ttl-ms >= 1000")
+    ck.check(str(conf.get("etcd-prefix", "")).startswith("/"), f"{name}: etcd-prefix starts with /")
+    urls = str(conf.get("etcd-endpoints") or "").split(",")
+    tls = exp.get("etcd_tls", "false") == "true"
+    scheme = "https" if tls else "http"
+    ck.check(all(re.fullmatch(scheme + r"://[^\s,/]+", u) for u in urls),
+             f"{name}: etcd-endpoints are {scheme}:// URLs (got {conf.get('etcd-endpoints')!r})")
+    if exp.get("etcd", "deployed") == "external":
+        ck.check(conf.get("etcd-endpoints") == exp.get("etcd_endpoints"),
+                 f"{name}: etcd-endpoints = {exp.get('etcd_endpoints')!r} (got {conf.get('etcd-endpoints')!r})")
+    files = secret_files(c, pspec)
+    if tls:
+        for k in sorted(ETCD_TLS_CONFIG_KEYS):
+            f = str(conf.get(k) or "")
+            d = f.rsplit("/", 1)[0]
+            ck.check(d in files, f"{name}: {k} {f!r} is a file of a mounted Secret (mounts: {sorted(files)})")
+    else:
+        ck.check(not (set(conf) & ETCD_TLS_CONFIG_KEYS), f"{name}: no etcd TLS files without TLS")
+
+
+def check_etcd_cluster(ck, exp, by_kind, services, store):
+    """The chart's own etcd: members with stable names, volumes, compaction, probes."""
+    stss = [d for d in by_kind.get("StatefulSet", [])
+            if any(command_of(c) == "etcd" for c in d["spec"]["template"]["spec"].get("containers", []))]
+    want = store == "etcd" and exp.get("etcd", "deployed") == "deployed"
+    ck.check(len(stss) == (1 if want else 0), f"{len(stss)} etcd StatefulSets, want {1 if want else 0}")
+    tls = exp.get("etcd_tls", "false") == "true"
+    scheme = "https" if tls else "http"
+    for sts in stss:
+        name = sts["metadata"]["name"]
+        spec = sts["spec"]
+        pmd, pspec = pod_spec_of(sts)
+        labels = pmd.get("labels") or {}
+        n = spec.get("replicas")
+        want_n = int(exp.get("etcd_replicas", "3"))
+        ck.check(n == want_n and n % 2 == 1, f"{name}: {want_n} members, an odd number (got {n})")
+        ck.check(spec.get("podManagementPolicy") == "Parallel",
+                 f"{name}: podManagementPolicy Parallel (members need each other to become ready)")
+        svc = services.get(spec.get("serviceName"))
+        ck.check(svc is not None and svc["spec"].get("clusterIP") == "None"
+                 and svc["spec"].get("publishNotReadyAddresses") is True
+                 and all(labels.get(k) == v for k, v in (svc["spec"].get("selector") or {"": None}).items()),
+                 f"{name}: serviceName is a headless Service over the members that publishes not-ready addresses")
+        (c,) = [c for c in pspec["containers"] if command_of(c) == "etcd"]
+        flags = arg_flags(c)
+        ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+        ck.check({"client", "peer", "metrics"} <= set(ports), f"{name}: client, peer and metrics ports")
+        ns = sts["metadata"].get("namespace", "")
+        domain = re.escape(f"{spec.get('serviceName')}.{ns}.svc") + r"(\.[a-z0-9.-]+)?" if ns else \
+            re.escape(str(spec.get("serviceName")))
+        members = (flags.get("initial-cluster") or "").split(",")
+        ck.check(len(members) == n and all(
+            re.fullmatch(re.escape(f"{name}-{i}={scheme}://{name}-{i}.") + domain + f":{ports.get('peer')}", m)
+            for i, m in enumerate(members)),
+            f"{name}: --initial-cluster names every member by its stable name (got {members})")
+        for f, port in (("advertise-client-urls", "client"), ("initial-advertise-peer-urls", "peer")):
+            ck.check(re.fullmatch(re.escape(f"{scheme}://$(POD_NAME).") + domain + f":{ports.get(port)}",
+                                  flags.get(f, "")) is not None,
+                     f"{name}: --{f} is the member's stable name (got {flags.get(f)!r})")
+        env = env_map(c)
+        ck.check(((env.get("POD_NAME") or {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath")
+                 == "metadata.name", f"{name}: POD_NAME from metadata.name")
+        ck.check(flags.get("listen-client-urls", "").startswith(f"{scheme}://")
+                 and flags.get("listen-peer-urls", "").startswith(f"{scheme}://"),
+                 f"{name}: client and peer URLs are {scheme}")
+        ck.check(flags.get("auto-compaction-mode") in ("periodic", "revision")
+                 and bool(flags.get("auto-compaction-retention")),
+                 f"{name}: auto-compaction on (mode and retention)")
+        ck.check(re.fullmatch(r"[0-9]+", flags.get("quota-backend-bytes", "")) is not None,
+                 f"{name}: --quota-backend-bytes set")
+        if tls:
+            for f in ("trusted-ca-file", "cert-file", "key-file", "peer-trusted-ca-file",
+                      "peer-cert-file", "peer-key-file"):
+                ck.check(flags.get(f, "").rsplit("/", 1)[0] in secret_files(c, pspec),
+                         f"{name}: --{f} is a file of a mounted Secret")
+            ck.check(flags.get("client-cert-auth") == "true" and flags.get("peer-client-cert-auth") == "true",
+                     f"{name}: client certificates required (client and peer)")
+        # The data directory is on the member's own volume.
+        vcts = {v["metadata"]["name"]: v for v in spec.get("volumeClaimTemplates") or []}
+        dd = flags.get("data-dir", "")
+        mount = next((m for m in c.get("volumeMounts", []) if dd.startswith(m["mountPath"].rstrip("/") + "/")), None)
+        ck.check(mount is not None and mount["name"] in vcts,
+                 f"{name}: --data-dir {dd!r} is on a volumeClaimTemplate")
+        if mount and mount["name"] in vcts:
+            vs = vcts[mount["name"]]["spec"]
+            ck.check(vs.get("accessModes") == ["ReadWriteOnce"]
+                     and bool(((vs.get("resources") or {}).get("requests") or {}).get("storage")),
+                     f"{name}: the data volume is ReadWriteOnce with a size")
+        ck.check(bool((c.get("resources") or {}).get("limits", {}).get("memory")), f"{name}: a memory limit")
+        ck.check(bool(c.get("livenessProbe")) and bool(c.get("readinessProbe")), f"{name}: liveness and readiness probes")
+        ck.check(probe_is(c.get("readinessProbe"), "/health", "metrics"),
+                 f"{name}: readinessProbe GET /health on the metrics port")
+        ck.check("httpGet" not in (c.get("livenessProbe") or {}),
+                 f"{name}: liveness does not depend on a leader (no /health)")
+        aa = (pspec.get("affinity") or {}).get("podAntiAffinity")
+        ck.check(bool(aa), f"{name}: pod anti-affinity over the members")
+        pdbs = [p for p in by_kind.get("PodDisruptionBudget", [])
+                if all(labels.get(k) == v for k, v in p["spec"]["selector"]["matchLabels"].items())]
+        # A majority must stay: at most (n-1)/2 away (a single member has no quorum to
+        # keep, and a budget of 0 would block every drain).
+        ck.check(len(pdbs) == 1 and isinstance(pdbs[0]["spec"].get("maxUnavailable"), int)
+                 and 1 <= pdbs[0]["spec"]["maxUnavailable"] <= max(1, (n - 1) // 2),
+                 f"{name}: a PodDisruptionBudget that keeps the quorum")
+        # The registry dials exactly these members.
+        for d in by_kind.get("ConfigMap", []):
+            data = (d.get("data") or {}).get("registry.yaml")
+            if not data:
+                continue
+            conf = yaml.safe_load(data) or {}
+            urls = str(conf.get("etcd-endpoints") or "").split(",")
+            ck.check(len(urls) == n and all(
+                re.fullmatch(re.escape(f"{scheme}://{name}-{i}.") + domain + f":{ports.get('client')}", u)
+                for i, u in enumerate(urls)),
+                f"{name}: the registry's etcd-endpoints are the members' client URLs (got {urls})")
+
+
 def main(argv):
     if len(argv) < 2:
         sys.exit(__doc__)
@@ -202,19 +353,43 @@ def main(argv):
                      if any(command_of(c) == "micro-registry"
                             for c in d["spec"]["template"]["spec"].get("containers", []))]
     want_registry = exp.get("registry", "true") == "true"
+    store = exp.get("store", "memory")
+    want_replicas = int(exp.get("replicas", "1"))
     ck.check(len(registry_deps) == (1 if want_registry else 0),
              f"{len(registry_deps)} registry Deployments, want {1 if want_registry else 0}")
     registry_address = exp.get("registry_address")
     registry_pod_labels = None
+    registry_svc_name = None
     registry_conf = None
     for dep in registry_deps:
         name = dep["metadata"]["name"]
         spec = dep["spec"]
         pmd, pspec = pod_spec_of(dep)
         registry_pod_labels = pmd.get("labels") or {}
-        ck.check(spec.get("replicas") == 1, f"{name}: 1 replica (in-memory registry)")
-        ck.check((spec.get("strategy") or {}).get("type") == "Recreate",
-                 f"{name}: Recreate strategy (never two registries at once)")
+        ck.check(spec.get("replicas") == want_replicas, f"{name}: {want_replicas} replicas (got {spec.get('replicas')})")
+        strategy = spec.get("strategy") or {}
+        if store == "memory":
+            ck.check(spec.get("replicas") in (0, 1), f"{name}: at most 1 replica (in-memory registry)")
+            ck.check(strategy.get("type") == "Recreate",
+                     f"{name}: Recreate strategy (never two registries at once)")
+        else:
+            ru = strategy.get("rollingUpdate") or {}
+            ck.check(strategy.get("type") == "RollingUpdate" and ru.get("maxUnavailable") == 0,
+                     f"{name}: RollingUpdate with maxUnavailable 0 (etcd store; got {strategy})")
+            aa = (pspec.get("affinity") or {}).get("podAntiAffinity") or {}
+            want_aa = exp.get("anti_affinity", "preferred")
+            terms = {"preferred": [t.get("podAffinityTerm") or {} for t in
+                                   aa.get("preferredDuringSchedulingIgnoredDuringExecution") or []],
+                     "required": aa.get("requiredDuringSchedulingIgnoredDuringExecution") or []}
+            if want_aa == "none":
+                ck.check(not aa, f"{name}: no pod anti-affinity (got {aa})")
+            else:
+                ts = terms[want_aa]
+                ck.check(any(t.get("topologyKey") == "kubernetes.io/hostname"
+                             and all(registry_pod_labels.get(k) == v for k, v in
+                                     ((t.get("labelSelector") or {}).get("matchLabels") or {"": None}).items())
+                             for t in ts),
+                         f"{name}: {want_aa} pod anti-affinity by kubernetes.io/hostname over the registry pods")
         sel = spec["selector"]["matchLabels"]
         ck.check(all(registry_pod_labels.get(k) == v for k, v in sel.items()),
                  f"{name}: selector matches the pod labels")
@@ -223,8 +398,9 @@ def main(argv):
         ck.check("ws" in ports, f"{name}: container port named ws")
         ck.check(probe_is(c.get("livenessProbe"), "/-/health", "ws"),
                  f"{name}: livenessProbe GET /-/health on port ws")
-        ck.check(probe_is(c.get("readinessProbe"), "/-/health", "ws"),
-                 f"{name}: readinessProbe GET /-/health on port ws")
+        ready_path = "/-/health" if store == "memory" else "/-/ready"
+        ck.check(probe_is(c.get("readinessProbe"), ready_path, "ws"),
+                 f"{name}: readinessProbe GET {ready_path} on port ws")
         ann = pmd.get("annotations") or {}
         ck.check(ann.get("prometheus.io/scrape") == "true", f"{name}: prometheus.io/scrape")
         ck.check(ann.get("prometheus.io/port") == str(ports.get("ws")),
@@ -257,6 +433,7 @@ def main(argv):
                             ck.check(isinstance(conf.get(k), int) and not isinstance(conf.get(k), bool),
                                      f"{name}: config {k} is an integer (got {conf.get(k)!r})")
                         registry_conf = conf
+                        check_etcd_config(ck, exp, name, conf, c, pspec, store)
         # The Service in front of it.
         svc = next((s for s in services.values()
                     if s["spec"].get("selector")
@@ -264,6 +441,7 @@ def main(argv):
                    None)
         ck.check(svc is not None, f"{name}: a Service selects the registry pods")
         if svc:
+            registry_svc_name = svc["metadata"]["name"]
             sp = svc["spec"]["ports"]
             ck.check(len(sp) == 1 and sp[0].get("name") == "ws" and sp[0].get("targetPort") == "ws"
                      and sp[0].get("port") == ports.get("ws"),
@@ -277,8 +455,9 @@ def main(argv):
                 else:
                     registry_address = f"{svc['metadata']['name']}:{sp[0]['port']}"
         # PodDisruptionBudget.
-        pdbs = by_kind.get("PodDisruptionBudget", [])
-        ck.check(len(pdbs) == 1, f"one PodDisruptionBudget (got {len(pdbs)})")
+        pdbs = [p for p in by_kind.get("PodDisruptionBudget", [])
+                if all(registry_pod_labels.get(k) == v for k, v in p["spec"]["selector"]["matchLabels"].items())]
+        ck.check(len(pdbs) == 1, f"one PodDisruptionBudget for the registry (got {len(pdbs)})")
         for pdb in pdbs:
             ck.check(pdb["apiVersion"] == "policy/v1", "PodDisruptionBudget is policy/v1")
             ps = pdb["spec"]
@@ -289,6 +468,8 @@ def main(argv):
             sel = ps["selector"]["matchLabels"]
             ck.check(all(registry_pod_labels.get(k) == v for k, v in sel.items()),
                      "PodDisruptionBudget selects the registry pods")
+
+    check_etcd_cluster(ck, exp, by_kind, services, store)
 
     # ---- every pod of ours: security context, service links ----------------------------
     pods = []
@@ -475,6 +656,18 @@ def main(argv):
             else:
                 ok = got == rv[k]
             ck.check(ok, f"registry: registry.{k}={rv[k]!r} -> config {f} (got {got!r})")
+        # The etcd store's settings (etcd.* values) reach the config file as their flags.
+        ev = vals.get("etcd") or {}
+        if registry_conf is not None and rv.get("store") == "etcd":
+            ck.check(registry_conf.get("store") == "etcd", "registry: registry.store=etcd -> config store")
+            for k in ("prefix", "leaseTtlMs", "dialTimeoutMs"):
+                if k in ev:
+                    f = "etcd-" + flag_of(k)
+                    ck.check(registry_conf.get(f) == ev[k],
+                             f"registry: etcd.{k}={ev[k]!r} -> config {f} (got {registry_conf.get(f)!r})")
+            if ev.get("endpoints"):
+                ck.check(registry_conf.get("etcd-endpoints") == ",".join(ev["endpoints"]),
+                         f"registry: etcd.endpoints -> config etcd-endpoints (got {registry_conf.get('etcd-endpoints')!r})")
 
     # ---- per-pod flags (flags.NS=FLAG=V,...) ---------------------------------------------
     for key, spec in exp.items():
@@ -533,7 +726,7 @@ def main(argv):
                  if (d["metadata"].get("annotations") or {}).get("helm.sh/hook") == "test"]
     if exp.get("tests", "true" if source == "helm" else "false") == "true":
         ck.check(len(test_pods) >= 1, "a helm test pod")
-        reg_svc = next(iter(services), None)
+        reg_svc = registry_svc_name or next(iter(services), None)
         ck.check(any("/-/health" in " ".join(map(str, x.get("command", []) + x.get("args", [])))
                      and (reg_svc or "") in " ".join(map(str, x.get("command", [])))
                      for p in test_pods for x in p["spec"]["containers"]),

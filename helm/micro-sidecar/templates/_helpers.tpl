@@ -34,6 +34,72 @@ unless it says otherwise.
 {{- include "micro-sidecar.childName" (dict "s" . "suffix" "registry") -}}
 {{- end -}}
 
+{{/* The chart's own etcd: StatefulSet, headless Service (member names) and client Service. */}}
+{{- define "micro-sidecar.etcd.name" -}}
+{{- include "micro-sidecar.childName" (dict "s" . "suffix" "etcd") -}}
+{{- end -}}
+
+{{/* true when the registry uses etcd and the chart deploys it (no etcd.endpoints given). */}}
+{{- define "micro-sidecar.etcd.deploy" -}}
+{{- if and .Values.registry.enabled (eq .Values.registry.store "etcd") (not .Values.etcd.endpoints) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "micro-sidecar.etcd.scheme" -}}
+{{- if .Values.etcd.tls.existingSecret -}}https{{- else -}}http{{- end -}}
+{{- end -}}
+
+{{/* DNS name of member I of the chart's etcd: (dict "s" <scope> "i" I). */}}
+{{- define "micro-sidecar.etcd.member" -}}
+{{- $n := include "micro-sidecar.etcd.name" .s -}}
+{{- printf "%s-%d.%s.%s.svc.%s" $n (int .i) $n .s.Release.Namespace .s.Values.clusterDomain -}}
+{{- end -}}
+
+{{/* --etcd-endpoints: etcd.endpoints, or the chart's own members' client URLs. */}}
+{{- define "micro-sidecar.etcd.endpoints" -}}
+{{- if .Values.etcd.endpoints -}}
+{{- join "," .Values.etcd.endpoints -}}
+{{- else -}}
+{{- $urls := list -}}
+{{- range $i := until (int .Values.etcd.cluster.replicas) -}}
+{{- $urls = append $urls (printf "%s://%s:%d" (include "micro-sidecar.etcd.scheme" $) (include "micro-sidecar.etcd.member" (dict "s" $ "i" $i)) (int64 $.Values.etcd.cluster.clientPort)) -}}
+{{- end -}}
+{{- join "," $urls -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "micro-sidecar.etcd.image" -}}
+{{- $img := .Values.etcd.cluster.image -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Pod anti-affinity by node: (dict "mode" preferred|required|none "labels" <selector labels
+as YAML>). Renders the affinity object's content, or nothing for none.
+*/}}
+{{- define "micro-sidecar.antiAffinity" -}}
+{{- if eq .mode "required" }}
+podAntiAffinity:
+  requiredDuringSchedulingIgnoredDuringExecution:
+    - topologyKey: kubernetes.io/hostname
+      labelSelector:
+        matchLabels:
+          {{- .labels | nindent 10 }}
+{{- else if eq .mode "preferred" }}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- .labels | nindent 12 }}
+{{- end }}
+{{- end -}}
+
 {{/* host:port the sidecars dial (--registry / MICRO_REGISTRY). */}}
 {{- define "micro-sidecar.registry.address" -}}
 {{- if .Values.sidecar.registryAddress -}}
@@ -161,6 +227,16 @@ Refuses settings the target cluster cannot run. Takes the scope; uses
 {{- end -}}
 {{- if and (eq .Values.sidecar.preStop.mode "sleep") (semverCompare "<1.30.0-0" $kube) -}}
 {{- fail (printf "sidecar.preStop.mode=sleep needs Kubernetes >= 1.30 (sleep lifecycle action); this cluster is %s: use mode=exec" $kube) -}}
+{{- end -}}
+{{- if and (ne .Values.registry.store "etcd") (gt (int64 .Values.registry.replicaCount) 1) -}}
+{{- fail (printf "registry.replicaCount=%d needs registry.store=etcd: memory replicas would each know only their own sidecars" (int64 .Values.registry.replicaCount)) -}}
+{{- end -}}
+{{- if and .Values.etcd.tls.existingSecret .Values.etcd.endpoints -}}
+{{- range .Values.etcd.endpoints -}}
+{{- if not (hasPrefix "https://" .) -}}
+{{- fail (printf "etcd.tls.existingSecret is set but etcd.endpoints has %s: use https:// URLs" .) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $pdb := .Values.registry.podDisruptionBudget -}}
 {{- if and $pdb.enabled (eq (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable)) -}}
