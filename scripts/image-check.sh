@@ -18,7 +18,10 @@
 #   - the build context is the source tree filtered by .dockerignore.
 # Then, as the Dockerfile's USER (`chroot --userspec`), inside the runtime root:
 #   micro-registry --version, micro-sidecar --version, micro-echo --help, and ldd
-#   reports no missing library.
+#   reports no missing library. The runtime stage must be the last one (what a plain
+#   `docker build .` builds). With an `etcd` stage (the `--target etcd` image), as its
+#   USER: etcd --version, etcdctl version, and a one-member etcd on loopback with its
+#   data in /var/lib/etcd/data answers a put and a get and stops on SIGTERM.
 #
 # Environment:
 #   IMAGE_CHECK_CACHE  debootstrap tarballs (default: <repo>/build/image-check-cache)
@@ -255,6 +258,7 @@ in_root() { # in_root DIR CWD USERSPEC SCRIPT   (USERSPEC "" = root)
 
 # ---- replay ----------------------------------------------------------------------------
 declare -A stage_dir=()
+declare -A stage_user=()
 stage="" ; sdir="" ; cwd="/" ; user=""
 stage_n=0
 skip_stage=0
@@ -352,6 +356,7 @@ while IFS=$'\t' read -r kw args; do
       ;;
     USER)
       user=$args
+      stage_user[$stage]=$args
       ;;
     EXPOSE|ENTRYPOINT|CMD|LABEL)
       ;;
@@ -363,6 +368,7 @@ done <<<"$plan"
 
 # ---- the runtime image works as its non-root user --------------------------------------
 final=$last_dir
+[ "$stage" = runtime ] || die "the last stage is '$stage', not runtime: a plain 'docker build .' must build the main image"
 [ -n "$user" ] || die "the final stage sets no USER"
 uid=${user%%:*}
 [[ $uid =~ ^[0-9]+$ ]] || die "USER $user: use a numeric UID (runAsNonRoot needs one)"
@@ -463,3 +469,74 @@ for attempt in 1 2 3; do
   say "smoke: $why; retrying with other ports"
 done
 say "ok: the runtime image runs all three binaries as $user"
+
+# ---- the etcd image (the Dockerfile's `etcd` target) -----------------------------------
+if [ -n "${stage_dir[etcd]:-}" ]; then
+  eroot=${stage_dir[etcd]}
+  euser=${stage_user[etcd]:-}
+  [ -n "$euser" ] || die "the etcd stage sets no USER"
+  euid=${euser%%:*}
+  [[ $euid =~ ^[0-9]+$ ]] || die "etcd stage: USER $euser: use a numeric UID (runAsNonRoot needs one)"
+  [ "$euid" -ne 0 ] || die "etcd stage: USER is root"
+  [[ $euser == *:* ]] || euser="$euser:$euid"
+  [ "$euid" = "$uid" ] || die "etcd stage: USER $euser differs from the runtime's $user (the chart runs both as $uid)"
+  for bin in etcd etcdctl; do
+    in_root "$eroot" / "" "command -v $bin" >/dev/null || die "etcd stage: $bin missing"
+  done
+  [ ! -e "$eroot/usr/sbin/policy-rc.d" ] || die "etcd stage: /usr/sbin/policy-rc.d left in the image"
+  out=$(in_root "$eroot" / "$euser" 'etcd --version' | head -1) || die "etcd --version failed as $euser"
+  say "etcd stage: $out"
+  out=$(in_root "$eroot" / "$euser" 'etcdctl version' | head -1) || die "etcdctl version failed as $euser"
+  say "etcd stage: etcdctl $out"
+  etcd_try() { # 0 ok, 1 failed ($why), 2 died at start-up (a port taken)
+    local c p m i rc
+    read -r c p m < <(python3 -c '
+import random, socket
+ports = []
+while len(ports) < 3:
+    p = random.randint(20000, 30000)
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+    if p not in ports:
+        ports.append(p)
+print(*ports)')
+    rm -rf "$eroot/var/lib/etcd/data"
+    env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/nonexistent \
+      chroot --userspec="$euser" "$eroot" /bin/sh -c "cd / && exec etcd --name=smoke --data-dir=/var/lib/etcd/data \
+        --listen-client-urls=http://127.0.0.1:$c --advertise-client-urls=http://127.0.0.1:$c \
+        --listen-peer-urls=http://127.0.0.1:$p --initial-advertise-peer-urls=http://127.0.0.1:$p \
+        --initial-cluster=smoke=http://127.0.0.1:$p --listen-metrics-urls=http://127.0.0.1:$m \
+        --auto-compaction-mode=periodic --auto-compaction-retention=1h" >"$work/smoke-etcd.log" 2>&1 &
+    pids+=($!)
+    i=0
+    until in_root "$eroot" / "$euser" "etcdctl --endpoints=http://127.0.0.1:$c --dial-timeout=1s endpoint health" >/dev/null 2>&1; do
+      kill -0 "${pids[0]}" 2>/dev/null || { why="etcd died at start-up"; return 2; }
+      i=$((i + 1)); [ $i -lt 100 ] || { why="etcd never turned healthy"; return 1; }
+      sleep 0.2
+    done
+    in_root "$eroot" / "$euser" "etcdctl --endpoints=http://127.0.0.1:$c put /micro/smoke ok" >/dev/null \
+      || { why="etcdctl put failed"; return 1; }
+    out=$(in_root "$eroot" / "$euser" "etcdctl --endpoints=http://127.0.0.1:$c get --print-value-only /micro/smoke") \
+      || { why="etcdctl get failed"; return 1; }
+    [ "$out" = ok ] || { why="etcdctl get answered '$out'"; return 1; }
+    kill -TERM "${pids[0]}"
+    rc=0; wait "${pids[0]}" || rc=$?
+    pids=()
+    # etcd cleans up on SIGTERM, then re-raises it: killed by SIGTERM (143) is its normal exit
+    [ "$rc" -eq 0 ] || [ "$rc" -eq 143 ] || { why="etcd exited $rc on SIGTERM"; return 1; }
+    rm -rf "$eroot/var/lib/etcd/data"
+    return 0
+  }
+  for attempt in 1 2 3; do
+    rc=0; etcd_try || rc=$?
+    [ "$rc" -ne 0 ] || break
+    tail -5 "$work/smoke-etcd.log" >&2
+    stop_smoke
+    [ "$rc" -eq 2 ] && [ "$attempt" -lt 3 ] || die "etcd smoke test in the etcd root: $why"
+    say "etcd smoke: $why; retrying with other ports"
+  done
+  say "ok: the etcd image runs a member as $euser (data in /var/lib/etcd/data); put and get through etcdctl"
+fi
