@@ -38,7 +38,9 @@ void loop_timer_cancel(loop_timer_t *t);
  * without the wake-up the close waited that long. */
 void loop_kill_async(struct lws *wsi);
 /* The libev loop under the context, or NULL on lws's own poll() loop. For
- * watchers other threads signal (ev_async: the resolver's wake-up). */
+ * watchers other threads signal (ev_async: the resolver's wake-up), and for
+ * descriptors watched on the loop thread (the registry's etcd client:
+ * libcurl's multi interface). */
 struct ev_loop *loop_ev(void);
 /* Runs one pass: waits for events or the next timer and handles them. */
 void loop_run_once(struct lws_context *ctx);

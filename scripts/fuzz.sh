@@ -9,8 +9,8 @@ secs=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-targets=(fuzz_frame fuzz_handshake fuzz_addrlist fuzz_jscan fuzz_http1 fuzz_url fuzz_wsframe fuzz_log fuzz_resolve)
-declare -A dicts=([fuzz_frame]=json.dict [fuzz_jscan]=json.dict [fuzz_http1]=http1.dict)
+targets=(fuzz_frame fuzz_handshake fuzz_addrlist fuzz_jscan fuzz_http1 fuzz_url fuzz_wsframe fuzz_log fuzz_resolve fuzz_etcd)
+declare -A dicts=([fuzz_frame]=json.dict [fuzz_jscan]=json.dict [fuzz_http1]=http1.dict [fuzz_etcd]=json.dict)
 
 CC=clang cmake -S . -B build-fuzz -DFUZZ=ON -DBUILD_TESTING=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]}"
