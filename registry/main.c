@@ -2,6 +2,7 @@
  * defaults), starts the registry on one lws loop, and on SIGTERM/SIGINT closes
  * every peer connection and exits 0. */
 #include "config.h"
+#include "etcdproto.h"
 #include "log.h"
 #include "loop.h"
 #include "registry.h"
@@ -10,6 +11,45 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+static const char *const store_kinds[] = {"memory", "etcd", NULL};
+
+/* One URL, or several separated by commas (--etcd-endpoints a,b,c). */
+static int check_etcd_url(const char *v, char *err, size_t errlen)
+{
+    char one[520];
+    for (const char *p = v;;) {
+        const char *c = strchr(p, ',');
+        size_t n = c ? (size_t)(c - p) : strlen(p);
+        if (n >= sizeof(one))
+            goto bad;
+        memcpy(one, p, n);
+        one[n] = 0;
+        const char *h = !strncmp(one, "http://", 7)    ? one + 7
+                        : !strncmp(one, "https://", 8) ? one + 8
+                                                       : NULL;
+        if (!h || !*h || strchr(h, '/'))
+            goto bad;
+        if (!c)
+            return 0;
+        p = c + 1;
+    }
+bad:
+    snprintf(err, errlen, "want http://host:port or https://host:port, comma-separated");
+    return -1;
+}
+
+static int check_etcd_prefix(const char *v, char *err, size_t errlen)
+{
+    size_t n = strlen(v);
+    if (v[0] != '/' || n < 2 || v[n - 1] == '/' || n > ETCD_PREFIX_MAX - 1) {
+        snprintf(err, errlen, "want /name (a leading '/', no trailing '/', at most %d bytes)",
+                 ETCD_PREFIX_MAX - 1);
+        return -1;
+    }
+    return 0;
+}
 
 #define T registry_config_t
 static const cfg_opt_t options[] = {
@@ -35,6 +75,27 @@ static const cfg_opt_t options[] = {
     {.name = "verify-peer-address", .env = "MICRO_VERIFY_PEER_ADDRESS", .type = CFG_BOOL,
      .def = "false", .offset = offsetof(T, verify_peer_address),
      .help = "refuse a handshake whose claimed host is not its source address"},
+    {.name = "store", .env = "MICRO_REGISTRY_STORE", .type = CFG_ENUM, .choices = store_kinds,
+     .def = "memory", .offset = offsetof(T, store),
+     .help = "memory: one replica; etcd: replicas share one view through etcd"},
+    {.name = "etcd-endpoints", .env = "MICRO_ETCD_ENDPOINTS", .type = CFG_LIST,
+     .offset = offsetof(T, etcd_endpoints), .check = check_etcd_url,
+     .help = "etcd client URLs (http:// or https://), repeatable or comma-separated"},
+    {.name = "etcd-prefix", .env = "MICRO_ETCD_PREFIX", .type = CFG_STR, .def = "/micro",
+     .offset = offsetof(T, etcd_prefix), .check = check_etcd_prefix,
+     .help = "key prefix; replicas with the same prefix share one view"},
+    {.name = "etcd-lease-ttl-ms", .env = "MICRO_ETCD_LEASE_TTL_MS", .type = CFG_INT, .min = 1000,
+     .max = 3600000, .def = "10000", .offset = offsetof(T, etcd_lease_ttl_ms),
+     .help = "a dead replica's instances vanish this long after it stops (whole seconds)"},
+    {.name = "etcd-dial-timeout-ms", .env = "MICRO_ETCD_DIAL_TIMEOUT_MS", .type = CFG_INT, .min = 100,
+     .max = 60000, .def = "2000", .offset = offsetof(T, etcd_dial_timeout_ms),
+     .help = "connect timeout per etcd endpoint"},
+    {.name = "etcd-ca-file", .env = "MICRO_ETCD_CA_FILE", .type = CFG_STR,
+     .offset = offsetof(T, etcd_ca_file), .help = "CA bundle that signs etcd's certificate (https)"},
+    {.name = "etcd-cert-file", .env = "MICRO_ETCD_CERT_FILE", .type = CFG_STR,
+     .offset = offsetof(T, etcd_cert_file), .help = "client certificate for etcd (mutual TLS)"},
+    {.name = "etcd-key-file", .env = "MICRO_ETCD_KEY_FILE", .type = CFG_STR,
+     .offset = offsetof(T, etcd_key_file), .help = "the client certificate's private key"},
     CFG_LOG_OPTS(T, log_level, log_format),
     CFG_END
 };
@@ -50,6 +111,12 @@ int main(int argc, char **argv)
         return rc == 1 ? 0 : 2;
     log_t log = {0}; /* the process's logger, named to the LOG_* macros by log_init */
     log_init(&log, r.cfg.log_level, r.cfg.log_format, "micro-registry");
+    if (!strcmp(r.cfg.store, "etcd") && !r.cfg.etcd_endpoints.n) {
+        fprintf(stderr, "micro-registry: --store etcd needs --etcd-endpoints\n");
+        log_close(&log);
+        cfg_free(options, &r.cfg);
+        return 2;
+    }
     log_route_lws();
     long nofile = raise_nofile_limit();
 
@@ -65,6 +132,17 @@ int main(int argc, char **argv)
         cfg_free(options, &r.cfg);
         return 1;
     }
+    if (!strcmp(r.cfg.store, "etcd")) {
+        r.store = store_create(&r, ctx);
+        if (!r.store) {
+            registry_close_all(&r);
+            loop_destroy(ctx);
+            registry_free(&r);
+            log_close(&log);
+            cfg_free(options, &r.cfg);
+            return 1;
+        }
+    }
     LOG_INFO("micro-registry listening", LF_STR("bind", r.cfg.bind), LF_INT("port", r.cfg.port),
              LF_STR("version", MICRO_VERSION), LF_INT("nofile", nofile));
 
@@ -75,11 +153,16 @@ int main(int argc, char **argv)
 
     LOG_INFO("shutting down", LF_INT("signal", loop_signal()),
              LF_UINT("instances", hmap_len(&r.by_key)));
+    /* etcd: our keys go in one lease revoke, before the closes would delete them
+     * one by one. */
+    store_stop(r.store);
     registry_close_all(&r);
     /* Let the close frames go out, but never wait long for a peer. */
     int64_t deadline = now_ms() + 1000;
-    while (r.net.nconns && now_ms() < deadline)
+    while ((r.net.nconns || store_busy(r.store)) && now_ms() < deadline)
         loop_run_once(ctx);
+    store_destroy(r.store);
+    r.store = NULL;
     loop_destroy(ctx);
     registry_free(&r);
     cfg_free(options, &r.cfg);

@@ -11,10 +11,11 @@
  * uniform random choice is one index; `idx` makes removal O(1) (swap with last). */
 typedef struct nsentry nsentry_t;
 typedef struct instance {
-    wsconn_t  *conn;
+    wsconn_t  *conn;     /* NULL: a remote instance (another replica holds it) */
     nsentry_t *ns;
     size_t     idx;
     int64_t    last_heartbeat_ms;
+    unsigned   gen;      /* remote: the resync that last saw it */
     char       key[];    /* "host:port", allocated to size: 10,000 instances */
 } instance_t;
 
@@ -134,13 +135,18 @@ static void on_open(wsconn_t *c)
          * detached first so that its close cannot remove the new registration. */
         r->replaced++;
         ns_remove(r, old);
-        old->conn->user = NULL;
-        LOG_INFO("instance replaced by a new connection", LF_STR("key", in->key),
-                 LF_STR("ns", c->ns));
-        wsconn_close(old->conn);
+        if (old->conn) {
+            old->conn->user = NULL;
+            LOG_INFO("instance replaced by a new connection", LF_STR("key", in->key),
+                     LF_STR("ns", c->ns));
+            wsconn_close(old->conn);
+        } else {
+            r->nremote--;
+        }
         free(old);
     }
     LOG_INFO("instance registered", LF_STR("key", in->key), LF_STR("ns", c->ns));
+    store_publish(r->store, in->key, c->ns);
 }
 
 static void on_close(wsconn_t *c)
@@ -150,6 +156,7 @@ static void on_close(wsconn_t *c)
     if (!in)
         return;
     LOG_INFO("instance removed", LF_STR("key", in->key), LF_STR("ns", c->ns));
+    store_unpublish(r->store, in->key);
     instance_drop(r, in);
     free(in);
     c->user = NULL;
@@ -293,6 +300,7 @@ static void http_metrics(registry_t *r, sbuf_t *b)
     prom_metric(b, "micro_registry_bad_frames_total", "counter", "Messages dropped as malformed (not JSON, not a frame).", (double)s->bad_frames);
     prom_metric(b, "micro_registry_oversized_frames_total", "counter", "Connections closed (1009) for a message over --max-frame-bytes.", (double)s->oversized);
     prom_metric(b, "micro_registry_uptime_seconds", "gauge", "Seconds since start.", (double)(now_ms() - r->started_ms) / 1000.0);
+    store_metrics(r->store, b);
 }
 
 static void on_http(wsnet_t *n, const char *path, http_reply_t *rep)
@@ -300,8 +308,17 @@ static void on_http(wsnet_t *n, const char *path, http_reply_t *rep)
     registry_t *r = reg_of(n);
     if (!strcmp(path, "/-/health")) {
         rep->status = 200;
-        sbuf_printf(&rep->body, "{\"status\":\"ok\",\"uptime\":%.3f,\"namespaces\":%zu,\"instances\":%zu}",
+        sbuf_printf(&rep->body, "{\"status\":\"ok\",\"uptime\":%.3f,\"namespaces\":%zu,\"instances\":%zu",
                     (double)(now_ms() - r->started_ms) / 1000.0, hmap_len(&r->by_ns), hmap_len(&r->by_key));
+        store_health(r->store, &rep->body);
+        sbuf_addc(&rep->body, '}');
+    } else if (!strcmp(path, "/-/ready")) {
+        /* Readiness: a replica that never synced with its store has an empty view
+         * and should get no traffic yet; once synced it stays ready (it keeps
+         * serving its last view while the store is away). */
+        bool ok = store_ready(r->store);
+        rep->status = ok ? 200 : 503;
+        sbuf_printf(&rep->body, "{\"ready\":%s}", ok ? "true" : "false");
     } else if (!strcmp(path, "/v1/namespaces")) {
         rep->status = 200;
         http_namespaces(r, &rep->body);
@@ -324,7 +341,7 @@ static void sweep(loop_timer_t *t)
     instance_t **stale = NULL;
     for (size_t it = 0; (it = hmap_next(&r->by_key, it, &v)) != 0;) {
         instance_t *in = v;
-        if (now - in->last_heartbeat_ms >= r->cfg.heartbeat_timeout_ms) {
+        if (in->conn && now - in->last_heartbeat_ms >= r->cfg.heartbeat_timeout_ms) {
             if (nstale == cap) {
                 cap = cap ? cap * 2 : 16;
                 instance_t **ns = realloc(stale, cap * sizeof(*ns));
@@ -342,6 +359,7 @@ static void sweep(loop_timer_t *t)
                  LF_STR("ns", in->ns ? in->ns->name : ""),
                  LF_INT("silent_ms", (long long)(now - in->last_heartbeat_ms)));
         /* Out of membership now, so no /-/find returns it while the socket closes. */
+        store_unpublish(r->store, in->key);
         instance_drop(r, in);
         in->conn->user = NULL;
         wsconn_close(in->conn);
@@ -390,7 +408,8 @@ void registry_close_all(registry_t *r)
     void *v;
     loop_timer_cancel(&r->sweep);
     for (size_t it = 0; (it = hmap_next(&r->by_key, it, &v)) != 0;)
-        wsconn_close(((instance_t *)v)->conn);
+        if (((instance_t *)v)->conn)
+            wsconn_close(((instance_t *)v)->conn);
 }
 
 void registry_free(registry_t *r)
@@ -409,4 +428,110 @@ void registry_free(registry_t *r)
     }
     hmap_free(&r->by_key);
     hmap_free(&r->by_ns);
+}
+
+/* ---- remote instances: the part of the view other replicas hold ---- */
+
+int registry_remote_put(registry_t *r, const char *key, const char *ns, unsigned gen)
+{
+    instance_t *in = hmap_gets(&r->by_key, key);
+    if (in && in->conn)
+        return 0; /* ours: the store decides which registration is newer */
+    if (in) {
+        in->gen = gen;
+        if (!strcmp(in->ns->name, ns))
+            return 0;
+        ns_remove(r, in);
+        if (ns_add(r, in, ns)) {
+            hmap_del_if(&r->by_key, in->key, strlen(in->key), in);
+            r->nremote--;
+            free(in);
+            return -1;
+        }
+        return 0;
+    }
+    size_t klen = strlen(key);
+    in = calloc(1, sizeof(*in) + klen + 1);
+    if (!in)
+        return -1;
+    memcpy(in->key, key, klen + 1);
+    in->gen = gen;
+    int err;
+    hmap_put(&r->by_key, in->key, klen, in, &err);
+    if (err || ns_add(r, in, ns)) {
+        hmap_del_if(&r->by_key, in->key, klen, in);
+        free(in);
+        return -1;
+    }
+    r->nremote++;
+    return 0;
+}
+
+bool registry_remote_del(registry_t *r, const char *key)
+{
+    instance_t *in = hmap_gets(&r->by_key, key);
+    if (!in || in->conn)
+        return false;
+    instance_drop(r, in);
+    r->nremote--;
+    free(in);
+    return true;
+}
+
+size_t registry_remote_sweep(registry_t *r, unsigned gen)
+{
+    void *v;
+    size_t n = 0, cap = 0, dropped = 0;
+    instance_t **gone = NULL;
+    for (size_t it = 0; (it = hmap_next(&r->by_key, it, &v)) != 0;) {
+        instance_t *in = v;
+        if (in->conn || in->gen == gen)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            instance_t **ng = realloc(gone, cap * sizeof(*ng));
+            if (!ng)
+                break;
+            gone = ng;
+        }
+        gone[n++] = in;
+    }
+    for (size_t i = 0; i < n; i++) {
+        instance_drop(r, gone[i]);
+        r->nremote--;
+        free(gone[i]);
+        dropped++;
+    }
+    free(gone);
+    return dropped;
+}
+
+bool registry_has_local(registry_t *r, const char *key)
+{
+    instance_t *in = hmap_gets(&r->by_key, key);
+    return in && in->conn;
+}
+
+void registry_drop_local(registry_t *r, const char *key)
+{
+    instance_t *in = hmap_gets(&r->by_key, key);
+    if (!in || !in->conn)
+        return;
+    r->replaced++;
+    LOG_INFO("instance replaced by a registration on another replica", LF_STR("key", in->key), LF_STR("ns", in->ns ? in->ns->name : ""));
+    instance_drop(r, in);
+    in->conn->user = NULL;
+    wsconn_close(in->conn);
+    free(in);
+}
+
+void registry_each_local(registry_t *r, void (*fn)(void *arg, const char *key, const char *ns),
+                         void *arg)
+{
+    void *v;
+    for (size_t it = 0; (it = hmap_next(&r->by_key, it, &v)) != 0;) {
+        instance_t *in = v;
+        if (in->conn && in->ns)
+            fn(arg, in->key, in->ns->name);
+    }
 }

@@ -6,7 +6,9 @@
 #ifndef MICRO_REGISTRY_H
 #define MICRO_REGISTRY_H
 
+#include "config.h"
 #include "hmap.h"
+#include "store.h"
 #include "wsconn.h"
 
 #include <stdbool.h>
@@ -23,6 +25,13 @@ typedef struct registry_config {
     bool      verify_peer_address;
     char     *log_level;
     char     *log_format;
+    /* the shared store (store.h) */
+    char     *store;              /* "memory" | "etcd" */
+    cfg_list_t etcd_endpoints;
+    char     *etcd_prefix;
+    long long etcd_lease_ttl_ms;
+    long long etcd_dial_timeout_ms;
+    char     *etcd_ca_file, *etcd_cert_file, *etcd_key_file;
 } registry_config_t;
 
 typedef struct registry {
@@ -33,11 +42,27 @@ typedef struct registry {
     int64_t  started_ms;
     loop_timer_t sweep;
     uint64_t finds, find_misses, heartbeats, evictions, replaced;
+    store_t *store;    /* NULL: memory (nothing shared) */
+    size_t   nremote;  /* instances other replicas hold (in by_key/by_ns too) */
 } registry_t;
 
 int  registry_start(registry_t *r, struct lws_context *ctx);
 /* Closes every connection (the first step of a graceful stop). */
 void registry_close_all(registry_t *r);
 void registry_free(registry_t *r);
+
+/* The store's side of the view (store.c calls these). A remote instance is one
+ * another replica holds: it is found, listed and counted like a local one, but
+ * it has no connection here, never heartbeats here and is never evicted here.
+ * gen marks the resync that last saw it (registry_remote_sweep drops the rest). */
+int    registry_remote_put(registry_t *r, const char *key, const char *ns, unsigned gen);
+bool   registry_remote_del(registry_t *r, const char *key);
+size_t registry_remote_sweep(registry_t *r, unsigned gen);
+bool   registry_has_local(registry_t *r, const char *key);
+/* The key registered on another replica after it registered here: close ours
+ * (the newest registration wins, as with two connections to one replica). */
+void   registry_drop_local(registry_t *r, const char *key);
+void   registry_each_local(registry_t *r, void (*fn)(void *arg, const char *key, const char *ns),
+                           void *arg);
 
 #endif

@@ -6,11 +6,11 @@
 #   scripts/install-deps.sh --test     build + everything the test suite uses
 set -euo pipefail
 
-runtime=(libwebsockets17 libwebsockets-evlib-ev libev4 libmicrohttpd12 libjansson4 libyaml-0-2 ca-certificates)
+runtime=(libwebsockets17 libwebsockets-evlib-ev libev4 libmicrohttpd12 libjansson4 libyaml-0-2 libcurl4 ca-certificates)
 build=(build-essential cmake pkg-config libwebsockets-dev libev-dev libmicrohttpd-dev
-       libjansson-dev libyaml-dev libcmocka-dev curl)
+       libjansson-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev curl)
 test=(clang libclang-rt-14-dev nodejs npm iproute2 debootstrap wrk nginx-light
-      unzip procps python3-yaml libhttp-parser-dev)
+      unzip procps python3-yaml libhttp-parser-dev etcd-server)
 
 case "${1:-}" in
   --runtime) want=("${runtime[@]}") ;;
