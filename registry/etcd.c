@@ -161,7 +161,7 @@ static void check_done(etcd_client_t *c)
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&k);
         CURLcode res = m->data.result;
         long status = 0;
-        char err[CURL_ERROR_SIZE + 64];
+        char err[CURL_ERROR_SIZE + 600];
         if (res == CURLE_OK) {
             curl_easy_getinfo(k->easy, CURLINFO_RESPONSE_CODE, &status);
             err[0] = 0;
@@ -170,7 +170,8 @@ static void check_done(etcd_client_t *c)
         } else if (k->aborted) {
             snprintf(err, sizeof(err), "stream aborted: bad data");
         } else {
-            snprintf(err, sizeof(err), "%s", k->errbuf[0] ? k->errbuf : curl_easy_strerror(res));
+            snprintf(err, sizeof(err), "%s: %s", c->cfg.endpoints[k->endpoint],
+                     k->errbuf[0] ? k->errbuf : curl_easy_strerror(res));
         }
         call_unlink(k);
         if (status == 0 || status >= 500) {

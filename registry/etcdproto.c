@@ -144,7 +144,10 @@ int etcd_key_instance(const char *key, size_t klen, const char *iprefix, char *h
     addr_t a;
     if (klen <= pl || memcmp(key, iprefix, pl) || memchr(key, 0, klen))
         return -1;
-    if (addr_parse_key(key + pl, klen - pl, &a))
+    /* The same identity rules as a handshake: an entry from etcd is no more
+     * trusted than a peer (a forged host or namespace would reach /v1/namespaces,
+     * /metrics and the logs). */
+    if (addr_parse_key(key + pl, klen - pl, &a) || !addr_host_valid(a.host, strlen(a.host)))
         return -1;
     int n = addr_format_key(a.host, a.port, hostport, cap);
     /* Only the canonical spelling is ours: another would be a second name for one
@@ -174,7 +177,7 @@ int etcd_value_decode(const char *v, size_t n, char *replica, size_t rcap, char 
         !nn || memchr(replica, 0, nn))
         return -1;
     if (!jobj_get(root, "ns", &s) || s.t != JT_STRING || jstr_get(s, ns, nscap, &nn) || !nn ||
-        memchr(ns, 0, nn))
+        !addr_ns_valid(ns, nn))
         return -1;
     return 0;
 }

@@ -43,8 +43,8 @@ bad:
 static int check_etcd_prefix(const char *v, char *err, size_t errlen)
 {
     size_t n = strlen(v);
-    if (v[0] != '/' || n < 2 || v[n - 1] == '/' || n > ETCD_PREFIX_MAX - 1) {
-        snprintf(err, errlen, "want /name (a leading '/', no trailing '/', at most %d bytes)",
+    if (v[0] != '/' || n > ETCD_PREFIX_MAX - 1 || strpbrk(v, " \t\r\n")) {
+        snprintf(err, errlen, "want /name (a leading '/', no spaces, at most %d bytes)",
                  ETCD_PREFIX_MAX - 1);
         return -1;
     }
@@ -75,7 +75,7 @@ static const cfg_opt_t options[] = {
     {.name = "verify-peer-address", .env = "MICRO_VERIFY_PEER_ADDRESS", .type = CFG_BOOL,
      .def = "false", .offset = offsetof(T, verify_peer_address),
      .help = "refuse a handshake whose claimed host is not its source address"},
-    {.name = "store", .env = "MICRO_REGISTRY_STORE", .type = CFG_ENUM, .choices = store_kinds,
+    {.name = "store", .env = "MICRO_STORE", .type = CFG_ENUM, .choices = store_kinds,
      .def = "memory", .offset = offsetof(T, store),
      .help = "memory: one replica; etcd: replicas share one view through etcd"},
     {.name = "etcd-endpoints", .env = "MICRO_ETCD_ENDPOINTS", .type = CFG_LIST,
@@ -87,9 +87,9 @@ static const cfg_opt_t options[] = {
     {.name = "etcd-lease-ttl-ms", .env = "MICRO_ETCD_LEASE_TTL_MS", .type = CFG_INT, .min = 1000,
      .max = 3600000, .def = "10000", .offset = offsetof(T, etcd_lease_ttl_ms),
      .help = "a dead replica's instances vanish this long after it stops (whole seconds)"},
-    {.name = "etcd-dial-timeout-ms", .env = "MICRO_ETCD_DIAL_TIMEOUT_MS", .type = CFG_INT, .min = 100,
-     .max = 60000, .def = "2000", .offset = offsetof(T, etcd_dial_timeout_ms),
-     .help = "connect timeout per etcd endpoint"},
+    {.name = "etcd-dial-timeout-ms", .env = "MICRO_ETCD_DIAL_TIMEOUT_MS", .type = CFG_INT, .min = 1,
+     .max = 600000, .def = "5000", .offset = offsetof(T, etcd_dial_timeout_ms),
+     .help = "connect timeout per etcd endpoint (then the next one is tried)"},
     {.name = "etcd-ca-file", .env = "MICRO_ETCD_CA_FILE", .type = CFG_STR,
      .offset = offsetof(T, etcd_ca_file), .help = "CA bundle that signs etcd's certificate (https)"},
     {.name = "etcd-cert-file", .env = "MICRO_ETCD_CERT_FILE", .type = CFG_STR,

@@ -257,7 +257,7 @@ static void write_done(void *arg, long status, const char *body, size_t n, const
     bool ok = false;
     e->write_call = NULL;
     if (status == 0) {
-        LOG_WARN("etcd: write failed", LF_STR("endpoint", etcd_endpoint(&e->cli)), LF_STR("error", err));
+        LOG_WARN("etcd: write failed", LF_STR("error", err));
     } else if (etcd_parse_simple(body, n, &a)) {
         e->bad_answers++;
         LOG_WARN("etcd: bad txn answer", LF_INT("status", status), LF_STR("error", a.err));
@@ -504,7 +504,7 @@ static void ka_done(void *arg, long status, const char *body, size_t n, const ch
         etcd_next_endpoint(&e->cli, e->cli.cur); /* no leader, no quorum: try another */
     }
     if (e->up)
-        LOG_WARN("etcd: keepalive failed: serving the last view", LF_STR("endpoint", etcd_endpoint(&e->cli)), LF_INT("status", status), LF_STR("error", status ? "" : err));
+        LOG_WARN("etcd: keepalive failed: serving the last view", LF_INT("status", status), LF_STR("error", status ? "" : err));
     e->up = false;
     if (!etcd_lease_valid(&e->lease, now)) {
         lease_lost(e, "not confirmed for a whole TTL", true);
@@ -571,7 +571,7 @@ static void grant_done(void *arg, long status, const char *body, size_t n, const
             e->bad_answers++;
         etcd_next_endpoint(&e->cli, e->cli.cur);
     } else if (e->up) {
-        LOG_WARN("etcd: lease grant failed", LF_STR("endpoint", etcd_endpoint(&e->cli)), LF_STR("error", err));
+        LOG_WARN("etcd: lease grant failed", LF_STR("error", err));
     }
     e->up = false;
     loop_timer_schedule(e->ctx, &e->grant_t, grant_timer, backoff_next(&e->grant_backoff) * 1000);
@@ -668,7 +668,7 @@ static void range_done(void *arg, long status, const char *body, size_t n, const
     etcd_answer_t a;
     e->sync_call = NULL;
     if (status == 0) {
-        LOG_WARN("etcd: resync failed", LF_STR("endpoint", etcd_endpoint(&e->cli)), LF_STR("error", err));
+        LOG_WARN("etcd: resync failed", LF_STR("error", err));
         e->syncing = false;
         sync_retry(e);
         return;
@@ -777,7 +777,7 @@ static int on_watch_msg(void *arg, const char *p, size_t n)
     note_header(e, &a.hdr);
     e->bad_answers += a.skipped;
     if (a.created) {
-        LOG_DEBUG("etcd: watch created", LF_UINT("revision", a.hdr.revision), LF_UINT("from", e->last_rev + 1));
+        LOG_DEBUG("etcd: watch created", LF_UINT("revision", a.hdr.revision), LF_UINT("last", e->last_rev));
         if (a.hdr.revision && a.hdr.revision < e->last_rev) {
             LOG_WARN("etcd: revision went backwards (etcd lost its data?): resyncing", LF_UINT("was", e->last_rev), LF_UINT("now", a.hdr.revision));
             e->need_resync = true;
@@ -820,7 +820,7 @@ static void watch_done(void *arg, long status, const char *body, size_t n, const
         sync_start(e);
         return;
     }
-    LOG_WARN("etcd: watch ended: resuming", LF_STR("endpoint", etcd_endpoint(&e->cli)), LF_INT("status", status), LF_STR("error", err), LF_UINT("revision", e->last_rev));
+    LOG_WARN("etcd: watch ended: resuming", LF_INT("status", status), LF_STR("error", err), LF_UINT("revision", e->last_rev));
     if (status && status != 200)
         etcd_next_endpoint(&e->cli, e->cli.cur);
     sync_retry(e);
@@ -836,9 +836,15 @@ static void watch_start(estore_t *e)
     sbuf_add(&b, sbuf_data(&e->b64_prefix), e->b64_prefix.len);
     sbuf_adds(&b, ",\"range_end\":");
     sbuf_add(&b, sbuf_data(&e->b64_end), e->b64_end.len);
-    sbuf_printf(&b, ",\"start_revision\":\"%llu\"}}", (unsigned long long)e->last_rev + 1);
+    /* From last_rev itself, not the one after: events at last_rev come again (they
+     * apply idempotently), but a compaction at exactly last_rev + 1 — which drops
+     * the tombstones at that revision, so a watch from there would silently miss
+     * those deletes — now cancels the watch (start < compact revision) and we
+     * resync in full. */
+    uint64_t from = e->last_rev ? e->last_rev : 1;
+    sbuf_printf(&b, ",\"start_revision\":\"%llu\"}}", (unsigned long long)from);
     etcd_stream_reset(&e->stream);
-    LOG_DEBUG("etcd: watching", LF_UINT("from", e->last_rev + 1), LF_STR("endpoint", etcd_endpoint(&e->cli)));
+    LOG_DEBUG("etcd: watching", LF_UINT("from", from), LF_STR("endpoint", etcd_endpoint(&e->cli)));
     e->watch_call = etcd_post(&e->cli, "/v3/watch", sbuf_data(&b), b.len, 0, 0, on_watch_data,
                               watch_done, e);
     sbuf_free(&b);
@@ -994,8 +1000,11 @@ store_t *store_etcd_create(registry_t *r, struct lws_context *ctx)
     uuid4(id);
     snprintf(e->replica, sizeof(e->replica), "%s-%.8s", host, id);
 
-    char end[ETCD_PREFIX_MAX + 16];
-    int pl = etcd_instances_prefix(e->iprefix, sizeof(e->iprefix), cfg->etcd_prefix);
+    char end[ETCD_PREFIX_MAX + 16], prefix[ETCD_PREFIX_MAX];
+    snprintf(prefix, sizeof(prefix), "%s", cfg->etcd_prefix);
+    for (size_t n = strlen(prefix); n && prefix[n - 1] == '/'; n--)
+        prefix[n - 1] = 0; /* "/micro/" is "/micro" */
+    int pl = etcd_instances_prefix(e->iprefix, sizeof(e->iprefix), prefix);
     int el = pl > 0 ? etcd_range_end(e->iprefix, (size_t)pl, end, sizeof(end)) : -1;
     if (el < 0) {
         LOG_ERROR("etcd: prefix too long", LF_STR("prefix", cfg->etcd_prefix));

@@ -292,8 +292,8 @@ describe('micro-registry --store etcd', { skip }, () => {
     await waitFor(async () => {
       views = [JSON.stringify(await listed(r1)), JSON.stringify(await listed(r2))];
       return views[0] === views[1];
-    }, { timeoutMs: 8000, message: 'r2 resynced to the view of r1' }).catch((e) => {
-      throw new Error(`${e.message}: r1 ${views[0]} r2 ${views[1]}`);
+    }, { timeoutMs: 8000, message: 'r2 resynced to the view of r1' }).catch(async (e) => {
+      throw new Error(`${e.message}: r1 ${views[0]} r2 ${views[1]} etcd ${JSON.stringify(await etcd.keys('/micro-test/'))}`);
     });
     const m = (await httpJson('GET', `${r2.http}/metrics`)).text;
     assert.match(m, /^micro_registry_store_resyncs_total [2-9]/m, 'a second full read happened');
@@ -320,6 +320,7 @@ describe('micro-registry --store etcd', { skip }, () => {
       ['--store', 'etcd'],
       ['--store', 'etcd', '--etcd-endpoints', 'ftp://x:1'],
       ['--store', 'etcd', '--etcd-endpoints', 'http://127.0.0.1:1', '--etcd-prefix', 'noslash'],
+      ['--store', 'etcd', '--etcd-endpoints', 'http://127.0.0.1:1,', '--etcd-prefix', '/a b'],
       ['--store', 'etcd', '--etcd-endpoints', 'http://127.0.0.1:1', '--etcd-lease-ttl-ms', '999'],
       ['--store', 'redis'],
     ]) {

@@ -101,7 +101,8 @@ static void test_layout(void **state)
     assert_string_equal(hp, "[::1]:80");
     const char *bad[] = {"/micro/instances/", "/micro/instances/nope", "/other/instances/h:1",
                          "/micro/instances/h:0", "/micro/instances/h:99999", "/micro/instances/a/b:1",
-                         "/micro/instances/[::1]:080" /* not how we spell it */};
+                         "/micro/instances/[::1]:080" /* not how we spell it */,
+                         "/micro/instances/x verified=true:1", "/micro/instances/a_b:1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(etcd_key_instance(bad[i], strlen(bad[i]), p, hp, sizeof(hp)), -1);
     assert_int_equal(etcd_key_instance("/micro/instances/h\0:1", 21, p, hp, sizeof(hp)), -1);
@@ -117,7 +118,9 @@ static void test_layout(void **state)
     sbuf_free(&b);
     const char *badv[] = {"", "[]", "{}", "{\"replica\":\"r\"}", "{\"replica\":1,\"ns\":\"a\"}",
                           "{\"replica\":\"\",\"ns\":\"a\"}", "{\"replica\":\"r\",\"ns\":\"a\\u0000b\"}",
-                          "{\"replica\":\"r\",\"ns\":\"a\"", "not json"};
+                          "{\"replica\":\"r\",\"ns\":\"a\"", "not json",
+                          "{\"replica\":\"r\",\"ns\":\"a\\u202eb\"}" /* bidi control */,
+                          "{\"replica\":\"r\",\"ns\":\"a\\nb\"}"};
     for (size_t i = 0; i < sizeof(badv) / sizeof(badv[0]); i++)
         assert_int_equal(etcd_value_decode(badv[i], strlen(badv[i]), rep, sizeof(rep), ns, sizeof(ns)), -1);
 }
