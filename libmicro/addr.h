@@ -1,4 +1,4 @@
-/* addr: peer identity on the wire (PROTOCOL §2): "host:port" keys (IPv6 as
+/* addr: peer identity on the wire (docs/PROTOCOL.md §2): "host:port" keys (IPv6 as
  * "[addr]:port", split at the last ':'), and the handshake path
  * "/{advertiseHost}/{listenPort}/{namespace}" built by dialers, parsed by acceptors. */
 #ifndef MICRO_ADDR_H

@@ -1,4 +1,4 @@
-/* frame: the three message kinds of PROTOCOL §3 — REQUEST (mode 0), RESPONSE (1),
+/* frame: the three message kinds of docs/PROTOCOL.md §3 — REQUEST (mode 0), RESPONSE (1),
  * ABORT (2) — decoded from and encoded to the exact text the reference writes.
  * Decoding validates the whole frame once and leaves spans into the caller's
  * buffer; encoding appends to an sbuf (with LWS_PRE headroom for lws_write). */
@@ -72,7 +72,7 @@ int frame_put_response_limited(sbuf_t *b, uint64_t id, const char *message, size
                                double retry_after);
 int frame_put_abort(sbuf_t *b, uint64_t id, uint64_t target);
 
-/* PROTOCOL §5 correlation-id rules, on raw payload text (NULL = no payload):
+/* The correlation-id rules of docs/PROTOCOL.md §5.3, on raw payload text (NULL = no payload):
  * - an object with a truthy "_correlationId" is kept as is; its value is returned
  *   in cid; a falsy one (null, false, 0, "") is replaced, as the reference does;
  * - an object without one gets one added (given_cid if non-NULL, else a new UUID);

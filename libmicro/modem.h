@@ -1,4 +1,4 @@
-/* modem: the request table of one connection direction (PROTOCOL §3). It numbers
+/* modem: the request table of one connection direction (docs/PROTOCOL.md §3.2). It numbers
  * the frames this side creates, keeps the pending requests with a loop timer each,
  * matches RESPONSEs to them, sends ABORT on timeout or cancel, drops late answers,
  * and fails everything pending when the connection goes away.

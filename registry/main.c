@@ -105,7 +105,7 @@ int main(int argc, char **argv)
 {
     registry_t r = {0};
     int rc = cfg_load(options, &r.cfg, argc, argv, "micro-registry", MICRO_VERSION,
-                      "The micro registry: namespace -> instances over WebSocket (PROTOCOL.md).",
+                      "The micro registry: namespace -> instances over WebSocket (docs/PROTOCOL.md).",
                       "MICRO_CONFIG");
     if (rc)
         return rc == 1 ? 0 : 2;

@@ -1,4 +1,4 @@
-/* registry: the micro registry (PROTOCOL §4). Keeps namespace → instances from the
+/* registry: the micro registry (docs/PROTOCOL.md §4). Keeps namespace → instances from the
  * handshake paths of the connections it accepts, answers /-/find uniformly at
  * random, evicts instances that stop heartbeating, and serves health, the
  * namespace table and metrics over plain HTTP on the same port.

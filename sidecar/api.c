@@ -1,4 +1,4 @@
-/* api: the local HTTP API of INTERFACES.md on libmicrohttpd. MHD runs without a
+/* api: the local HTTP API of docs/API.md on libmicrohttpd. MHD runs without a
  * thread of its own: its epoll descriptor is adopted into the lws loop, so MHD's
  * handlers run on the loop thread and touch call state directly. A call suspends
  * its MHD connection and resumes it when the mesh answers; no thread ever blocks

@@ -581,7 +581,7 @@ void appclient_free(appclient_t *a)
     free(a);
 }
 
-/* ---- app answer → protocol outcome (INTERFACES.md "Inbound calls") ---- */
+/* ---- app answer → protocol outcome (docs/API.md, "Inbound calls") ---- */
 
 void app_outcome_from(const app_result_t *r, app_outcome_t *o)
 {

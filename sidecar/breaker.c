@@ -1,5 +1,5 @@
 /* breaker: which peers of a namespace calls should avoid, under one of two policies.
- *  reference   PROTOCOL §5: any failure excludes the peer for --breaker-cooldown-ms;
+ *  reference   docs/PROTOCOL.md §5.3: any failure excludes the peer for --breaker-cooldown-ms;
  *              a success clears it; when everyone is excluded the caller clears the
  *              namespace and asks again.
  *  consecutive per peer CLOSED → OPEN after --breaker-failures consecutive failures,

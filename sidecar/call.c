@@ -1,4 +1,4 @@
-/* call: one outbound call or push through the mesh, PROTOCOL §5 `call`:
+/* call: one outbound call or push through the mesh, docs/PROTOCOL.md §5.3:
  * correlation id, breaker exclusion, discovery (with the all-excluded reset),
  * the REQUEST with its timeout (ABORT on expiry), and retries with the same
  * correlation id and timeout. The owner (the local API) hears the outcome once,

@@ -1,4 +1,4 @@
-/* discovery: namespace → peer connection, as PROTOCOL §5 describes. One entry per
+/* discovery: namespace → peer connection, as docs/PROTOCOL.md §5.2 describes. One entry per
  * namespace moves IDLE → PENDING (one /-/find shared by every caller) →
  * CONNECTING (dial, unless a connection to that host:port exists in either
  * direction) → READY. A READY entry is reused while its connection is open and

@@ -1,7 +1,7 @@
 /* micro-sidecar: entry point. Reads the configuration, works out the address
  * peers will dial (flag, MICRO_ADVERTISE_HOST, POD_IP, else the first
  * non-loopback IPv4), starts the mesh port, the registry connection and the
- * local API on one loop, and runs the SIGTERM drain of INTERFACES.md. */
+ * local API on one loop, and runs the SIGTERM drain of docs/API.md ("Shutdown"). */
 #include "sidecar.h"
 
 #include "log.h"

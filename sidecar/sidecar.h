@@ -1,5 +1,5 @@
-/* sidecar: the application role of PROTOCOL §5 on behalf of an HTTP app, plus the
- * local HTTP API of INTERFACES.md. This header is the one place that shows how the
+/* sidecar: the application role of docs/PROTOCOL.md §5 on behalf of an HTTP app, plus the
+ * local HTTP API of docs/API.md. This header is the one place that shows how the
  * pieces hang together; each .c owns one concern:
  *   mesh.c       registry connection, peer connections, inbound REQUESTs
  *   discovery.c  namespace → peer cache (IDLE → PENDING → READY), shared /-/find
@@ -177,7 +177,7 @@ void disc_conn_closed(sidecar_t *s, wsconn_t *c);
 size_t disc_namespaces(sidecar_t *s, const char **out, size_t max);
 void disc_free(sidecar_t *s);
 
-/* breaker.c — which peers to avoid: the reference policy (PROTOCOL §5: a failed
+/* breaker.c — which peers to avoid: the reference policy (docs/PROTOCOL.md §5.3: a failed
  * peer is left out for the cooldown) or the three-state "consecutive" policy. */
 void breaker_failure(sidecar_t *s, const char *ns, const char *key);
 void breaker_success(sidecar_t *s, const char *ns, const char *key);

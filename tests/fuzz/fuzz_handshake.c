@@ -37,7 +37,7 @@ static void fuzz_handshake(const char *p, size_t n, int has_nul)
     /* a claimed identity is an IP or DNS name, a namespace clean UTF-8 */
     CHECK(addr_host_valid(a.host, strlen(a.host)) && addr_ns_valid(ns, nslen));
     /* "/h/1/ns/" parses as namespace "ns": a namespace ending in '/' cannot
-     * survive the round trip, by the rules of PROTOCOL §2. */
+     * survive the round trip, by the rules of docs/PROTOCOL.md §2.2. */
     if (has_nul || ns[nslen - 1] == '/')
         return;
     char nsbuf[ADDR_NS_MAX], path[ADDR_HOST_MAX + ADDR_NS_MAX + 16];

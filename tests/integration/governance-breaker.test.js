@@ -4,7 +4,7 @@
 //     failures in a row, OPEN -> HALF_OPEN after --breaker-reset-ms, where exactly one
 //     trial call goes through: success closes, failure re-opens. With every instance
 //     of a namespace open a call fails fast with 503 and never reaches a provider.
-//   --breaker-policy reference (the default): PROTOCOL §5, any failure excludes the
+//   --breaker-policy reference (the default): docs/PROTOCOL.md §5.3, any failure excludes the
 //     peer for --breaker-cooldown-ms; all excluded -> clear and look up again.
 // Real processes on 127.0.0.1 (registry, micro-echo apps, sidecars), fresh ports per test.
 //
@@ -273,7 +273,7 @@ describe('micro-sidecar: breaker and rate limits', { skip: m.skipReason() }, () 
   });
 });
 
-describe('micro-sidecar: breaker, reference policy (PROTOCOL §5, the default)', { skip: m.skipReason() }, () => {
+describe('micro-sidecar: breaker, reference policy (docs/PROTOCOL.md §5.3, the default)', { skip: m.skipReason() }, () => {
   test('one failure excludes the instance for the cooldown; the retry and later calls go to the other one', async (t) => {
     const { a, echo1, echo2 } = await twoInstances(t, ['--breaker-cooldown-ms', '30000']);
 

@@ -97,7 +97,7 @@ for (const impl of IMPLS) {
       p.push('/-/heartbeat', {});
       p.push('/-/find', { namespace: 'svc' });
       const r = await p.request('/nope', null);
-      // the reference answers 500, we answer 404 (PROTOCOL §3); both name the url
+      // the reference answers 500, we answer 404 (docs/PROTOCOL.md §3.5); both name the url
       assert.notEqual(r.status, 200);
       assert.equal(r.data, null);
       assert.match(String(r.message), /\/nope/);

@@ -1,5 +1,6 @@
 'use strict';
-// Integration tests of the C micro-registry (PROTOCOL §2-4, INTERFACES "micro-registry").
+// Integration tests of the C micro-registry (docs/PROTOCOL.md §2-§4 and §6,
+// docs/API.md "The registry").
 // Every test starts its own registry on a fresh free port on 127.0.0.1 and talks to
 // it with raw WebSocket peers and plain HTTP. Skipped when the binary is not built.
 //
@@ -232,7 +233,7 @@ describe('micro-registry (C)', { skip }, () => {
     }, { message: 'key listed under new-ns only' });
   });
 
-  // Handshake paths (PROTOCOL §2): the path without query, one leading and one
+  // Handshake paths (docs/PROTOCOL.md §2.2): the path without query, one leading and one
   // trailing '/' stripped, split on '/' -> [host, port, ...extras].
   //  - fewer than 3 segments, or an empty host or port -> closed at once. We accept
   //    either form of "closed": the upgrade refused with an HTTP error, or accepted
@@ -312,7 +313,7 @@ describe('micro-registry (C)', { skip }, () => {
     const p = await instance(t, reg, 9951, 'svc');
     const r = await p.request('/nope', { a: 1 });
     assert.notEqual(r.status, 200);
-    assert.equal(r.status, 404, 'PROTOCOL §3: we answer 404');
+    assert.equal(r.status, 404, 'docs/PROTOCOL.md §3.5: we answer 404');
     assert.equal(r.data, null);
     assert.match(String(r.message), /\/nope/);
     p.push('/-/find', { namespace: 'svc' });

@@ -187,7 +187,7 @@ describe('micro-registry: --verify-peer-address', { skip: m.skipReason() }, () =
     }
   });
 
-  test('without --verify-peer-address the claimed host is taken as is (PROTOCOL §2), so the flag is what refuses it', async (t) => {
+  test('without --verify-peer-address the claimed host is taken as is (docs/PROTOCOL.md §2.2), so the flag is what refuses it', async (t) => {
     const registry = await m.startRegistry(t);
     await accepted(t, registry.port, '10.9.9.9', 'claimed');
     await waitFor(async () => ((await m.namespaces(registry)).claimed || [])[0]?.startsWith('10.9.9.9:'), { message: 'listed under the claimed host' });

@@ -1,5 +1,5 @@
 'use strict';
-// micro-sidecar: every row of the error table in INTERFACES.md, timeouts with the
+// micro-sidecar: every row of the error table in docs/API.md ("Errors"), timeouts with the
 // ABORT reaching the provider's app, and the breaker (a failing peer is excluded and
 // another provider chosen; all excluded -> reset). Real processes on 127.0.0.1.
 //
@@ -22,7 +22,7 @@ async function abMesh(t, extra = {}) {
   return { ...mesh, a: mesh.consumers[0], b: mesh.providers[0].sidecar, echo: mesh.providers[0].echo };
 }
 
-/** The error body shape of INTERFACES.md: {"error":"<message>","status":<n>}. */
+/** The error body shape of docs/API.md ("Errors"): {"error":"<message>","status":<n>}. */
 function assertError(r, httpStatus, bodyStatus = httpStatus, what = '') {
   assert.equal(r.status, httpStatus, `${what} HTTP status; body: ${r.text}`);
   assert.equal(r.headers['content-type'], 'application/json', `${what} content-type; body: ${r.text}`);

@@ -306,7 +306,7 @@ for pod in p1 p2 p3; do
   else
     fail "$pod: local API from the node: curl exit $crc (want 7 = refused); GET /v1/routes inside the pod: $local_code (want 200)"
   fi
-  # The local API serves the same /-/health as the mesh port (INTERFACES.md).
+  # The local API serves the same /-/health as the mesh port (docs/API.md, "Probes and metrics").
   lh=$(in_pod "$pod" curl -s --max-time 2 -w ' %{http_code}' "http://127.0.0.1:$API/-/health")
   if [ "${lh##* }" = 200 ] && printf '%s' "${lh% *}" | jtest "d['status'] == 'ok' and d['registry'] is True and 'uptime' in d"; then
     pass "$pod: GET 127.0.0.1:$API/-/health answers the health body: ${lh% *}"

@@ -1,6 +1,6 @@
 'use strict';
 // A faithful re-implementation of the @hile/micro 1.0.5 wire protocol
-// (shared/PROTOCOL.md) in plain Node.js on top of `ws`. The real package is not
+// (docs/PROTOCOL.md) in plain Node.js on top of `ws`. The real package is not
 // available to us; these classes exist so that our C registry and sidecar can be
 // tested against a peer that behaves the way the reference does, byte for byte
 // where the reference defines bytes (frame key order, ids, error shapes).
@@ -20,7 +20,7 @@ const { EventEmitter } = require('node:events');
 const { WebSocket, WebSocketServer } = require('ws');
 
 const MODE = Object.freeze({ REQUEST: 0, RESPONSE: 1, ABORT: 2 });
-// ids wrap to 0 before 2^53-1 (PROTOCOL §3)
+// ids wrap to 0 before 2^53-1 (docs/PROTOCOL.md §3.2)
 const ID_LIMIT = Number.MAX_SAFE_INTEGER;
 
 const LEVELS = { error: 0, warn: 1, info: 2, debug: 3 };
@@ -54,7 +54,7 @@ function closedError() {
 }
 
 // ---------------------------------------------------------------------------
-// address keys (PROTOCOL §2)
+// address keys (docs/PROTOCOL.md §2.3)
 
 function formatKey(host, port) {
   return `${host}:${port}`;
@@ -109,7 +109,7 @@ function localIPv4() {
 }
 
 /**
- * Handshake path -> [host, port, ...extras] (PROTOCOL §2): query dropped, one
+ * Handshake path -> [host, port, ...extras] (docs/PROTOCOL.md §2.2): query dropped, one
  * leading and one trailing '/' stripped, split on '/'. undefined = close at once.
  */
 function parseHandshakePath(url) {
@@ -257,7 +257,7 @@ class Modem extends EventEmitter {
       return;
     }
     if (msg.stream === true) {
-      // 1.0.5 has no streaming; PROTOCOL §3 says answer an error rather than silence
+      // 1.0.5 has no streaming; docs/PROTOCOL.md §3.4 says answer an error rather than silence
       this._sendResponse(id, { status: 500, data: null, message: 'stream not supported' });
       return;
     }
@@ -524,7 +524,7 @@ class Server extends EventEmitter {
 }
 
 // ---------------------------------------------------------------------------
-// Registry (PROTOCOL §4)
+// Registry (docs/PROTOCOL.md §4)
 
 class Registry extends Server {
   /**
@@ -613,7 +613,7 @@ class Registry extends Server {
 }
 
 // ---------------------------------------------------------------------------
-// Application (PROTOCOL §5)
+// Application (docs/PROTOCOL.md §5)
 
 const IDLE = 0;
 const PENDING = 1;
@@ -851,7 +851,7 @@ class Application extends Server {
     return data;
   }
 
-  /** get + request + breaker + retries + correlation id (PROTOCOL §5). */
+  /** get + request + breaker + retries + correlation id (docs/PROTOCOL.md §5.3). */
   async call(namespace, url, data, timeout, retries = 1) {
     data = Application.withCorrelationId(data);
     const exclude = this.getActiveExcludes(namespace);

@@ -1,4 +1,4 @@
-/* Unit tests for libmicro/addr.c: "host:port" keys (PROTOCOL §2, IPv6 bracketed,
+/* Unit tests for libmicro/addr.c: "host:port" keys (docs/PROTOCOL.md §2.3, IPv6 bracketed,
  * split at the last ':'), ports, and the handshake path both ways. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
-/* Unit tests for libmicro/frame.c: decoding the wire examples of PROTOCOL §3,
+/* Unit tests for libmicro/frame.c: decoding the wire examples of docs/PROTOCOL.md §3,
  * malformed frames, the reference key order of the encoders, round trips, and
- * the correlation-id rules of PROTOCOL §5 (frame_payload_with_cid). */
+ * the correlation-id rules of docs/PROTOCOL.md §5.3 (frame_payload_with_cid). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,7 +23,7 @@ static int decode(const char *s, frame_t *f) { return frame_decode(s, strlen(s),
         assert_memory_equal((span).p, lit, strlen(lit));     \
     } while (0)
 
-/* ---- decoding the PROTOCOL §3 examples, byte for byte ---- */
+/* ---- decoding the docs/PROTOCOL.md §3 examples, byte for byte ---- */
 
 static void decode_request_find(void **state)
 {
@@ -418,7 +418,7 @@ static void round_trips(void **state)
     sbuf_free(&b);
 }
 
-/* ---- correlation ids (PROTOCOL §5) ---- */
+/* ---- correlation ids (docs/PROTOCOL.md §5.3) ---- */
 
 static char out_cid[64];
 
