@@ -72,7 +72,7 @@ static const cfg_opt_t options[] = {
      .offset = offsetof(T, ns), .help = "the app's service name"},
     {.name = "registry", .env = "MICRO_REGISTRY", .type = CFG_STR, .def = "127.0.0.1:9000",
      .check = cfg_check_hostport_list, .offset = offsetof(T, registry),
-     .help = "registry host:port, or several comma-separated: dialled round-robin, the next one when one fails (a DNS name is fine)"},
+     .help = "registry host:port, or several comma-separated: dialled round-robin, the next one when one fails (a DNS name stands for each of its addresses)"},
     {.name = "advertise-host", .env = "MICRO_ADVERTISE_HOST,POD_IP", .type = CFG_STR, .check = check_host,
      .offset = offsetof(T, advertise_host), .help = "address peers dial (default: first non-loopback IPv4)"},
     INT("mesh-port", "MICRO_MESH_PORT", 1, 65535, "9100", mesh_port, "WebSocket port for peers; also serves the probes"),

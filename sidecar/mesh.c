@@ -129,15 +129,27 @@ void mesh_app_health_changed(sidecar_t *s)
 }
 
 /* The --registry addresses are dialled round-robin. A sidecar starts at a random
- * entry (mesh_start), so a fleet given the same list spreads over the replicas. A
- * registered connection that is lost moves on to the next address at once: the
- * replica it was on is likely going away (rolling update, node loss). A dial that
- * does not register (refused, handshake timeout, closed before the handshake) tries
- * the next address at once too, until every address has failed once in a row; the
- * next round starts after the reconnect interval. With one address this is what it
- * always was: redial at once after a loss, every interval while unreachable. */
+ * entry (mesh_start), so a fleet given the same list spreads over the replicas. An
+ * entry that is a host name stands for every address it resolves to (up to
+ * RESOLVE_MAX_ADDRS, in the resolver's order): the name is looked up off the loop (the
+ * reserved lane, so hanging peer names cannot hold this up) and its addresses are
+ * dialled one after the other before the next entry. A registered connection that is
+ * lost moves on to the next address at once: the replica it was on is likely going
+ * away (rolling update, node loss) while DNS may still name it. A dial that does not
+ * register (refused, handshake timeout, closed before the handshake, a name that does
+ * not resolve) tries the next address at once too, until every entry has failed in a
+ * row; the next round starts after the reconnect interval. With one address this is
+ * what it always was: redial at once after a loss, every interval while unreachable. */
+static void registry_resolved(void *arg, int err, const resolve_addrs_t *a);
+
 static void registry_advance(sidecar_t *s)
 {
+    if (s->registry_sub + 1 < s->registry_got.n) { /* the name's next address */
+        s->registry_sub++;
+        return;
+    }
+    s->registry_sub = 0;
+    s->registry_got.n = 0;
     s->registry_next = (s->registry_next + 1) % s->registry_addrs.n;
 }
 
@@ -147,11 +159,12 @@ static void registry_advance(sidecar_t *s)
 static bool registry_dial_failed(sidecar_t *s, int resolve_err)
 {
     const char *why = resolve_err ? resolve_strerror(resolve_err) : "cannot connect";
+    bool entry_done = s->registry_sub + 1 >= s->registry_got.n;
     registry_advance(s);
-    if (++s->registry_failed < s->registry_addrs.n) {
+    if (!entry_done || ++s->registry_failed < s->registry_addrs.n) {
         const addr_t *n = &s->registry_addrs.v[s->registry_next];
         char next[ADDR_KEY_MAX];
-        addr_format_key(n->host, n->port, next, sizeof(next));
+        addr_format_key(entry_done ? n->host : s->registry_got.addr[s->registry_sub], n->port, next, sizeof(next));
         LOG_INFO("registry address failed, trying the next", LF_STR("failed", s->registry_key),
                  LF_STR("err", why), LF_STR("next", next));
         return true;
@@ -163,16 +176,77 @@ static bool registry_dial_failed(sidecar_t *s, int resolve_err)
     return false;
 }
 
+/* Dials address registry_sub of the current entry, whose addresses are in
+ * registry_got. 0: under way; -1: failed at once (*err: RESOLVE_E_* or 0). */
+static int registry_connect(sidecar_t *s, int *err)
+{
+    const addr_t *e = &s->registry_addrs.v[s->registry_next];
+    addr_t target;
+    if (s->registry_sub >= s->registry_got.n) /* the name has fewer addresses now */
+        s->registry_sub = 0;
+    snprintf(target.host, sizeof(target.host), "%s", s->registry_got.addr[s->registry_sub]);
+    target.port = e->port;
+    addr_format_key(target.host, target.port, s->registry_key, sizeof(s->registry_key));
+    s->registry = wsconn_dial_lane(&s->net, &target, s->handshake, s->cfg.handshake_timeout_ms, NULL,
+                                   RESOLVE_LANE_RESERVED);
+    *err = s->registry ? 0 : s->net.last_dial_err;
+    return s->registry ? 0 : -1;
+}
+
+/* Starts the dial of the current address: looks the entry's name up first (unless it
+ * is numeric or cached). 0: under way (the dial, or the lookup); -1: failed at once. */
+static int registry_dial_one(sidecar_t *s, int *err)
+{
+    const addr_t *e = &s->registry_addrs.v[s->registry_next];
+    *err = 0;
+    addr_format_key(e->host, e->port, s->registry_key, sizeof(s->registry_key));
+    if (!s->net.resolver) { /* no resolver (unit tests): lws resolves, first address */
+        s->registry_got.n = 0;
+        s->registry = wsconn_dial_lane(&s->net, e, s->handshake, s->cfg.handshake_timeout_ms, NULL,
+                                       RESOLVE_LANE_RESERVED);
+        return s->registry ? 0 : -1;
+    }
+    if (s->registry_sub && s->registry_got.n > s->registry_sub) /* the name's next address */
+        return registry_connect(s, err);
+    int rc = resolver_lookup(s->net.resolver, e->host, RESOLVE_LANE_RESERVED, &s->registry_got, &s->registry_rw,
+                             registry_resolved, s);
+    if (rc == 0) {
+        s->registry_resolving = true;
+        return 0;
+    }
+    if (rc < 0) {
+        s->registry_got.n = 0;
+        *err = rc;
+        return -1;
+    }
+    return registry_connect(s, err);
+}
+
 static void dial_registry(sidecar_t *s)
 {
-    do {
-        const addr_t *a = &s->registry_addrs.v[s->registry_next];
-        addr_format_key(a->host, a->port, s->registry_key, sizeof(s->registry_key));
-        /* the reserved resolver lane: hanging peer names cannot hold this up */
-        s->registry = wsconn_dial_lane(&s->net, a, s->handshake, s->cfg.handshake_timeout_ms, NULL,
-                                       RESOLVE_LANE_RESERVED);
-        /* NULL: failed at once (no memory, a name known not to resolve) */
-    } while (!s->registry && registry_dial_failed(s, s->net.last_dial_err));
+    int err;
+    if (s->registry || s->registry_resolving)
+        return; /* one dial at a time */
+    while (registry_dial_one(s, &err) < 0 && registry_dial_failed(s, err))
+        ;
+}
+
+/* The registry entry's name was looked up (on the loop, never inside dial_registry). */
+static void registry_resolved(void *arg, int err, const resolve_addrs_t *a)
+{
+    sidecar_t *s = arg;
+    s->registry_resolving = false;
+    if (s->draining || err == RESOLVE_E_CLOSED || (!s->app_healthy && s->ever_registered))
+        return;
+    if (!err) {
+        s->registry_got = *a;
+        if (!registry_connect(s, &err))
+            return;
+    } else {
+        s->registry_got.n = 0;
+    }
+    if (registry_dial_failed(s, err))
+        dial_registry(s);
 }
 
 static void registry_opened(sidecar_t *s)
@@ -487,6 +561,10 @@ void mesh_begin_drain(sidecar_t *s)
     apphealth_stop(s);
     loop_timer_cancel(&s->reconnect_timer);
     loop_timer_cancel(&s->heartbeat_timer);
+    if (s->registry_resolving) {
+        resolver_cancel(s->net.resolver, &s->registry_rw);
+        s->registry_resolving = false;
+    }
     if (s->registry) {
         LOG_INFO("leaving the registry", LF_STR("registry", s->registry_key));
         wsconn_close(s->registry);

@@ -117,8 +117,12 @@ typedef struct sidecar {
     char      self_key[ADDR_KEY_MAX];
     char      handshake[1024]; /* "/{host}/{port}/{ns}[?token=..]" */
     addr_list_t registry_addrs;/* --registry, dialled round-robin (mesh.c) */
-    size_t    registry_next;   /* index of the address the next dial uses */
-    size_t    registry_failed; /* dials in a row that did not register, this round */
+    size_t    registry_next;   /* index of the entry the next dial uses */
+    size_t    registry_sub;    /* which of the entry's addresses (registry_got) */
+    resolve_addrs_t registry_got; /* the current entry's addresses (n = 0: not known) */
+    resolve_waiter_t registry_rw; /* the entry's name being looked up */
+    bool      registry_resolving;
+    size_t    registry_failed; /* entries in a row that did not register, this round */
     char      registry_key[ADDR_KEY_MAX]; /* the address of the current/last dial */
     wsconn_t *registry;        /* the current registry connection, open or opening */
     bool      registry_up;     /* handshake done on it */

@@ -9,12 +9,84 @@
 // Env: MICRO_BUILD_DIR, MICRO_REQUIRE_BINARIES=1, MICRO_TEST_LOG_LEVEL (README.md)
 
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
 const { describe } = require('node:test');
 const m = require('./lib/mesh');
 
-const { h, HOST } = m;
-const { test, waitFor, httpJson, freePort, spawnProc, sidecarBin } = h;
+const { h, HOST, withEnv } = m;
+const { test, waitFor, httpJson, freePort, spawnProc, sidecarBin, registryBin } = h;
+
+const REG_NAME = 'registry.failover-test.internal';
+
+function rootSkipReason() {
+  const base = m.skipReason();
+  if (base) return base;
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'needs root (mount namespace)';
+  const r = spawnSync('unshare', ['-m', 'sh', '-c', 'mount --bind /etc/hosts /etc/hosts && true'], { encoding: 'utf8' });
+  if (r.status !== 0) return `unshare -m / mount --bind not available: ${(r.stderr || r.error || '').toString().trim()}`;
+  return false;
+}
+
+/**
+ * A wrapper that runs the sidecar in a private mount namespace whose /etc/hosts maps
+ * `name` to every address of `addrs` (one line each), and whose resolv.conf names no
+ * reachable server, so the name resolves from the file alone.
+ */
+function hostsWrapper(t, name, addrs) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'micro-failover-'));
+  const hosts = path.join(dir, 'hosts');
+  const resolv = path.join(dir, 'resolv.conf');
+  fs.writeFileSync(hosts, `127.0.0.1 localhost\n${addrs.map((a) => `${a} ${name}\n`).join('')}`);
+  fs.writeFileSync(resolv, 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n');
+  const wrapper = path.join(dir, 'micro-sidecar');
+  fs.writeFileSync(
+    wrapper,
+    '#!/bin/sh\n' +
+      `exec unshare -m sh -c 'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && shift 2 && exec "$@"' ` +
+      `sh ${resolv} ${hosts} ${sidecarBin()} "$@"\n`,
+    { mode: 0o755 },
+  );
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return wrapper;
+}
+
+/** A port free on every one of `hosts`. */
+async function portFreeOn(hosts) {
+  for (;;) {
+    const p = await freePort(hosts[0]);
+    let ok = true;
+    for (const host of hosts.slice(1)) {
+      ok = await new Promise((resolve) => {
+        const srv = net.createServer();
+        srv.once('error', () => resolve(false));
+        srv.listen(p, host, () => srv.close(() => resolve(true)));
+      });
+      if (!ok) break;
+    }
+    if (ok) return p;
+  }
+}
+
+/** micro-registry bound to `host` (a loopback address other than 127.0.0.1). */
+async function registryOn(t, host, port) {
+  const proc = spawnProc(registryBin(), ['--port', String(port), '--bind', host, '--log-level', process.env.MICRO_TEST_LOG_LEVEL || 'info'], {
+    t,
+    name: `micro-registry ${host}`,
+  });
+  const http = `http://${host}:${port}`;
+  await waitFor(
+    async () => {
+      if (proc.exited) throw new Error(`micro-registry ${host} exited early\n${proc.describe()}`);
+      return (await httpJson('GET', `${http}/-/health`, undefined, {}, { timeoutMs: 1000 })).status === 200;
+    },
+    { timeoutMs: 10000, message: `micro-registry on ${host} answers /-/health` },
+  );
+  return { proc, http, host, port };
+}
 
 async function health(sc) {
   const r = await httpJson('GET', `${sc.mesh}/-/health`);
@@ -148,6 +220,31 @@ describe('micro-sidecar: registry failover', { skip: m.skipReason() }, () => {
     await a.waitReady(3 * reconnectIntervalMs);
     assert.equal((await health(a)).registryAddress, `${HOST}:${p2}`);
     await m.waitListed(reg, 'a', [a.key]);
+  });
+
+  test('a name that resolves to two registries: the sidecar fails over between its addresses', { skip: rootSkipReason() }, async (t) => {
+    const reconnectIntervalMs = 3000;
+    const hosts = ['127.0.0.2', '127.0.0.3'];
+    const port = await portFreeOn(hosts);
+    const regs = {};
+    for (const host of hosts) regs[`${host}:${port}`] = await registryOn(t, host, port);
+    const wrapper = hostsWrapper(t, REG_NAME, hosts);
+    const a = await withEnv({ MICRO_SIDECAR_BIN: wrapper }, () =>
+      m.startSidecar(t, { ns: 'a', registry: `${REG_NAME}:${port}`, reconnectIntervalMs }),
+    );
+    // registered at one of the name's addresses, and /-/health says which
+    const first = (await health(a)).registryAddress;
+    assert.ok(first in regs, `registryAddress ${first} is one of ${Object.keys(regs)}`);
+    const other = Object.keys(regs).find((k) => k !== first);
+    regs[first].proc.kill('SIGKILL');
+    await regs[first].proc.waitExit(3000);
+    // the name still resolves to the dead address first; the sidecar moves on to the
+    // other address at once instead of redialling the dead one every interval
+    const t0 = Date.now();
+    await waitRegisteredAt(a, other, reconnectIntervalMs);
+    assert.ok(Date.now() - t0 < reconnectIntervalMs, `registered at ${other} ${Date.now() - t0} ms after ${first} died`);
+    const ns = (await httpJson('GET', `${regs[other].http}/v1/namespaces`)).body;
+    assert.deepEqual(ns.a, [a.key], JSON.stringify(ns));
   });
 
   test('a bad --registry list exits 2 with one line naming the entry', async (t) => {
