@@ -27,7 +27,8 @@
 #   rendered demo (chart: native, regular and the governance values; deploy/) with them
 #   and calls echo-a -> echo-b (the binaries reject unknown flags and values out of bounds)
 # - tests/k8s/run_etcd.py runs the rendered etcd StatefulSet (chart HA values, deploy/ha/)
-#   as a real etcd cluster on loopback and reaches it through the registry's endpoints
+#   as a real etcd cluster on loopback, reaches it through the registry's endpoints and
+#   (with binaries) runs two registry replicas from the rendered config on it
 # Ends with "k8s-check: N passed, M failed"; exit 1 if anything failed.
 #
 # Environment: K8S_CHECK_HELM3=0 skips Helm 3; CHART_DIR / DEPLOY_DIR check other copies
@@ -347,11 +348,14 @@ fi
 # ---- the rendered etcd with the real etcd ------------------------------------------------
 # The chart's and deploy/ha/'s etcd StatefulSet run as a cluster on loopback (Debian's
 # etcd-server, as in the image): every member ready, the registry's endpoints reach it, a
-# write survives one member down. Skipped (with a line) without etcd installed.
+# write survives one member down; with binaries built, two registry replicas run from the
+# rendered config file and share one view through it. Skipped (with a line) without etcd.
 for r in "helm-ha|$out/ha-$(hver "$helm").yaml" "helm-ha-one-etcd|$out/ha-one-etcd-$(hver "$helm").yaml" \
          "deploy-ha|$out/deploy-ha.yaml"; do
   IFS='|' read -r name file <<<"$r"
-  res=$("$python" tests/k8s/run_etcd.py "$file" name="$name" 2>&1) || true
+  bin_arg=()
+  [ "$have_bins" = 0 ] || bin_arg=(bin="$bindir")
+  res=$("$python" tests/k8s/run_etcd.py "$file" name="$name" "${bin_arg[@]}" 2>&1) || true
   line=$(grep -E "^run_etcd\[.*\]: [0-9]+ passed, [0-9]+ failed$" <<<"$res" | tail -1 || true)
   if [ -z "$line" ]; then
     bad "run_etcd $name crashed:"; sed 's/^/    /' <<<"$res" | tail -20

@@ -4,7 +4,7 @@ binary the Dockerfile's `etcd` target installs) on this machine, as Kubernetes w
 its pods, to prove the chart's (or deploy/ha/'s) etcd flags form a working cluster and
 that the registry's --etcd-endpoints reach it.
 
-    run_etcd.py RENDERED.yaml [name=LABEL] [etcd=PATH] [etcdctl=PATH]
+    run_etcd.py RENDERED.yaml [name=LABEL] [bin=BUILD_DIR] [etcd=PATH] [etcdctl=PATH]
 
 Every member here shares the machine's network instead of having its own pod, so each
 gets its own free client, peer and metrics ports on 127.0.0.1: the member's stable name
@@ -15,6 +15,12 @@ is passed as rendered. Then:
     {"health":"true"} (the cluster has a leader) and its liveness port accepts;
   - the registry's config file (the ConfigMap's etcd-endpoints, rewritten the same way)
     reaches the cluster: etcdctl put / get under the registry's etcd-prefix;
+  - with bin= (a build directory whose micro-registry has --store): two registry
+    replicas run with the rendered config file (its port and etcd-endpoints rewritten
+    likewise) and the Deployment's arguments; both turn ready on the Deployment's
+    readiness path, a sidecar registered with the first (the sidecar's rendered
+    --registry list form) is listed by the second within 2 s, and gone from it within
+    the lease TTL + 2 s after the first is SIGKILLed;
   - with one member SIGKILLed, the others still have a quorum (with 3 or more members)
     and a write still succeeds;
   - SIGTERM: every member exits within the pod's terminationGracePeriodSeconds.
@@ -95,8 +101,91 @@ def accepts(port):
         return False
 
 
+def start(cmd, log_path, procs):
+    log = open(log_path, "w")
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    procs.append((p, log))
+    return p
+
+
+def namespaces(port):
+    st, body = get(f"http://127.0.0.1:{port}/v1/namespaces")
+    try:
+        return json.loads(body) if st == 200 else {}
+    except ValueError:
+        return {}
+
+
+def run_registries(docs, conf, endpoints, bindir, work, procs):
+    """Two registry replicas from the rendered Deployment and config file, one view."""
+    reg_bin = os.path.join(bindir, "registry", "micro-registry")
+    sc_bin = os.path.join(bindir, "sidecar", "micro-sidecar")
+    res = subprocess.run([reg_bin, "--help"], capture_output=True, text=True, timeout=10)
+    if "--store" not in res.stdout:
+        print(f"run_etcd[{label}]: registry replicas skipped: {reg_bin} has no --store")
+        return
+    deps = [d for d in docs if d.get("kind") == "Deployment"
+            and any((c.get("command") or [None])[0] == "micro-registry" for c in d["spec"]["template"]["spec"]["containers"])]
+    if not check(len(deps) == 1, "one registry Deployment"):
+        return
+    (c,) = [c for c in deps[0]["spec"]["template"]["spec"]["containers"] if (c.get("command") or [None])[0] == "micro-registry"]
+    ready_path = ((c.get("readinessProbe") or {}).get("httpGet") or {}).get("path", "/-/health")
+    live_path = ((c.get("livenessProbe") or {}).get("httpGet") or {}).get("path", "/-/health")
+    ports = []
+    for r in range(2):
+        port = free_port()
+        ports.append(port)
+        cfg = dict(conf)
+        cfg["port"] = port
+        cfg["bind"] = "127.0.0.1"
+        cfg["etcd-endpoints"] = endpoints
+        cfg["log-format"] = "text"
+        path = f"{work}/registry-{r}.yaml"
+        with open(path, "w") as f:
+            yaml.safe_dump(cfg, f)
+        args = []
+        for a in c.get("args") or []:
+            args.append(f"--config={path}" if str(a).startswith("--config=") else str(a))
+        start([reg_bin] + args, f"{work}/registry-{r}.log", procs)
+    for r, port in enumerate(ports):
+        deadline = time.time() + 20
+        while time.time() < deadline and get(f"http://127.0.0.1:{port}{ready_path}", 1)[0] != 200:
+            time.sleep(0.1)
+        ok = check(get(f"http://127.0.0.1:{port}{ready_path}")[0] == 200,
+                   f"registry replica {r}: readiness {ready_path} is 200 within 20 s (synced from etcd)")
+        check(get(f"http://127.0.0.1:{port}{live_path}")[0] == 200, f"registry replica {r}: liveness {live_path} is 200")
+        if not ok:
+            with open(f"{work}/registry-{r}.log") as f:
+                print("".join(f.readlines()[-15:]), end="")
+    # A sidecar given only replica 0 (as a one-entry list) is listed by replica 1.
+    mesh, api = free_port(), free_port()
+    start([sc_bin, "--namespace", "run-etcd", f"--registry=127.0.0.1:{ports[0]}", "--advertise-host=127.0.0.1",
+           f"--mesh-port={mesh}", "--mesh-bind=127.0.0.1", f"--api-port={api}", "--api-bind=127.0.0.1",
+           "--app-url=http://127.0.0.1:1", "--heartbeat-interval-ms=500"], f"{work}/sidecar.log", procs)
+    key = f"127.0.0.1:{mesh}"
+    deadline = time.time() + 10
+    while time.time() < deadline and key not in (namespaces(ports[0]).get("run-etcd") or []):
+        time.sleep(0.05)
+    check(key in (namespaces(ports[0]).get("run-etcd") or []), "the sidecar registered with replica 0")
+    t0 = time.time()
+    while time.time() < t0 + 2 and key not in (namespaces(ports[1]).get("run-etcd") or []):
+        time.sleep(0.05)
+    check(key in (namespaces(ports[1]).get("run-etcd") or []), "replica 1 lists it within 2 s (one view through etcd)")
+    # Replica 0 dies: its lease expires and replica 1 forgets the instance.
+    ttl = int(conf.get("etcd-lease-ttl-ms", 10000)) / 1000.0
+    procs[-3][0].kill()  # replica 0 (the sidecar keeps trying it alone)
+    procs[-3][0].wait(5)
+    t0 = time.time()
+    while time.time() < t0 + ttl + 2 and key in (namespaces(ports[1]).get("run-etcd") or []):
+        time.sleep(0.1)
+    check(key not in (namespaces(ports[1]).get("run-etcd") or []),
+          f"replica 0 SIGKILLed: its instance is gone from replica 1 within the lease TTL + 2 s ({ttl:.0f} s)")
+
+
 def main(argv):
     global label
+    bindir = None
     if len(argv) < 2:
         sys.exit(__doc__)
     rendered = argv[1]
@@ -109,6 +198,8 @@ def main(argv):
             etcd_bin = v
         elif k == "etcdctl":
             etcdctl = v
+        elif k == "bin":
+            bindir = v
     if not (os.access(etcd_bin, os.X_OK) and os.access(etcdctl, os.X_OK)):
         print(f"run_etcd[{label}]: skipped: no etcd/etcdctl (apt-get install etcd-server etcd-client)")
         print(f"run_etcd[{label}]: 0 passed, 0 failed")
@@ -188,6 +279,8 @@ def main(argv):
         r = subprocess.run(ctl + ["get", "--print-value-only", f"{prefix}/run-etcd"], capture_output=True, text=True,
                            env=env, timeout=20)
         check(r.returncode == 0 and r.stdout.strip() == "ok", f"etcdctl get: {r.stdout}{r.stderr}")
+        if bindir:
+            run_registries(docs, conf, endpoints, bindir, work, procs)
         if n >= 3:
             procs[0][0].kill()
             procs[0][0].wait(5)
