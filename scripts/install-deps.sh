@@ -10,7 +10,7 @@ runtime=(libwebsockets17 libwebsockets-evlib-ev libev4 libmicrohttpd12 libjansso
 build=(build-essential cmake pkg-config libwebsockets-dev libev-dev libmicrohttpd-dev
        libjansson-dev libyaml-dev libcmocka-dev libcurl4-openssl-dev curl)
 test=(clang libclang-rt-14-dev nodejs npm iproute2 debootstrap wrk nginx-light
-      unzip procps python3-yaml libhttp-parser-dev etcd-server)
+      unzip procps python3-yaml libhttp-parser-dev etcd-server etcd-client)
 
 case "${1:-}" in
   --runtime) want=("${runtime[@]}") ;;
