@@ -108,6 +108,42 @@ bool addr_ns_valid(const char *ns, size_t n)
     return n > 0 && n < ADDR_NS_MAX && utf8_valid_text(ns, n);
 }
 
+bool addr_is_ipv6(const char *h, size_t n)
+{
+    char buf[64];
+    struct in6_addr a6;
+    const char *zone = memchr(h, '%', n);
+    if (zone) { /* fe80::1%eth0: the zone names an interface */
+        for (const char *z = zone + 1; z < h + n; z++)
+            if (!((*z >= 'a' && *z <= 'z') || (*z >= 'A' && *z <= 'Z') || (*z >= '0' && *z <= '9') ||
+                  *z == '.' || *z == '-' || *z == '_'))
+                return false;
+        if (zone + 1 == h + n)
+            return false;
+        n = (size_t)(zone - h);
+    }
+    if (n == 0 || n >= sizeof(buf))
+        return false;
+    memcpy(buf, h, n);
+    buf[n] = '\0';
+    return inet_pton(AF_INET6, buf, &a6) == 1;
+}
+
+int addr_host_unbracket(const char *h, size_t n, char *out, size_t outlen)
+{
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+        if (!addr_is_ipv6(h, n))
+            return ADDR_E_HOST; /* brackets are for IPv6 literals only */
+    }
+    if (n == 0 || n >= outlen || memchr(h, '[', n) || memchr(h, ']', n))
+        return ADDR_E_HOST;
+    memcpy(out, h, n);
+    out[n] = '\0';
+    return (int)n;
+}
+
 int addr_parse_key(const char *key, size_t len, addr_t *out)
 {
     const char *colon = NULL;
@@ -119,8 +155,11 @@ int addr_parse_key(const char *key, size_t len, addr_t *out)
     if (!colon)
         return ADDR_E_SYNTAX;
     size_t hlen = (size_t)(colon - key);
-    /* An IPv6 host must be bracketed in a key; otherwise "::1:80" is ambiguous. */
-    if (memchr(key, ':', hlen) && !(hlen >= 2 && key[0] == '[' && key[hlen - 1] == ']'))
+    /* A host with a ':' is an IPv6 literal: "[::1]:80", or as the reference
+     * writes it when a peer announced "::1", "::1:80" — split at the last ':'
+     * (PROTOCOL §2), so only a valid address is accepted unbracketed. */
+    if (memchr(key, ':', hlen) && !(hlen >= 2 && key[0] == '[' && key[hlen - 1] == ']') &&
+        !addr_is_ipv6(key, hlen))
         return ADDR_E_SYNTAX;
     out->port = addr_parse_port(colon + 1, len - hlen - 1);
     if (!out->port)
@@ -133,6 +172,16 @@ int addr_format_key(const char *host, unsigned port, char *out, size_t outlen)
     int n = strchr(host, ':') ? snprintf(out, outlen, "[%s]:%u", host, port)
                               : snprintf(out, outlen, "%s:%u", host, port);
     return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+int addr_key_reference_form(const char *key, char *out, size_t outlen)
+{
+    size_t n = strlen(key);
+    const char *close = n && key[0] == '[' ? strchr(key, ']') : NULL;
+    if (!close || close[1] != ':')
+        return -1;
+    int r = snprintf(out, outlen, "%.*s%s", (int)(close - key - 1), key + 1, close + 1);
+    return r < 0 || (size_t)r >= outlen ? -1 : r;
 }
 
 int addr_parse_handshake(const char *path, size_t len, addr_t *caller,

@@ -25,12 +25,29 @@ enum {
     ADDR_E_NAMESPACE = -5 /* namespace not addr_ns_valid() */
 };
 
-/* "host:port" or "[v6]:port" → addr. Returns ADDR_OK or a negative ADDR_E_*. */
+/* "host:port" or "[v6]:port" → addr, split at the last ':'. An IPv6 host is
+ * also accepted unbracketed when the part before the last ':' is a valid IPv6
+ * address ("::1:9100" → ::1 port 9100): that is how the reference keys a peer
+ * that announced "::1", and how a Node consumer writes its exclude list.
+ * Returns ADDR_OK or a negative ADDR_E_*. */
 int addr_parse_key(const char *key, size_t len, addr_t *out);
 /* Parses a port string: all digits, 1..65535. Returns the port or 0. */
 unsigned addr_parse_port(const char *s, size_t len);
-/* Writes the canonical key; returns its length, or -1 if it does not fit. */
+/* Writes the canonical key ("[v6]:port" for an IPv6 host); returns its length,
+ * or -1 if it does not fit. */
 int addr_format_key(const char *host, unsigned port, char *out, size_t outlen);
+/* The same key as the reference writes it for a peer that announced an
+ * unbracketed IPv6 host: "[::1]:80" → "::1:80". Returns the length, or -1 when
+ * the key is not a bracketed one (nothing to write) or does not fit. */
+int addr_key_reference_form(const char *key, char *out, size_t outlen);
+
+/* True when h[0..n) is an IPv6 literal (no brackets; "%zone" allowed). */
+bool addr_is_ipv6(const char *h, size_t n);
+/* Copies a host into out (NUL-terminated), removing one pair of brackets around
+ * an IPv6 literal ("[::1]" → "::1"), so it can be dialed, keyed and announced.
+ * Returns the host's length, or ADDR_E_HOST: empty, too long for outlen, stray
+ * brackets, or brackets around something that is not an IPv6 address. */
+int addr_host_unbracket(const char *h, size_t n, char *out, size_t outlen);
 
 /* Whether h[0..n) (brackets already removed) is an IPv4 literal, an IPv6 literal
  * (optionally with a %zone) or a DNS name of RFC 1123 labels (letters, digits, '-';
@@ -50,7 +67,11 @@ bool addr_ns_valid(const char *ns, size_t n);
  * the namespace addr_ns_valid() (ADDR_E_NAMESPACE: an empty one too). */
 int addr_parse_handshake(const char *path, size_t len, addr_t *caller,
                          const char **ns, size_t *nslen);
-/* Builds "/{host}/{port}/{ns}" (+ "?query" when query is non-NULL); returns length or -1. */
+/* Builds "/{host}/{port}/{ns}" (+ "?query" when query is non-NULL); returns length or -1.
+ * host is written as given: an IPv6 host goes unbracketed ("/::1/9100/ns"),
+ * exactly as a reference Application with advertiseHost "::1" announces itself,
+ * so a Node registry keys us "::1:9100" — the key its consumers exclude and reuse
+ * connections by (they build keys from the unbracketed /-/find host). */
 int addr_build_handshake(const char *host, unsigned port, const char *ns,
                          const char *query, char *out, size_t outlen);
 

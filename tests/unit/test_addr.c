@@ -43,9 +43,22 @@ static void keys_ipv6(void **state)
     assert_int_equal(key("[fe80::1:2]:443", &a), ADDR_OK); /* split at the LAST ':' */
     assert_string_equal(a.host, "fe80::1:2");
     assert_int_equal(a.port, 443);
-    /* unbracketed IPv6 is ambiguous and refused */
-    assert_int_equal(key("::1:9100", &a), ADDR_E_SYNTAX);
-    assert_int_equal(key("fe80::1:443", &a), ADDR_E_SYNTAX);
+    /* unbracketed IPv6, split at the last ':' as the reference's parseAddressKey
+     * does: how a Node registry keys a peer that announced "::1", and how Node
+     * consumers write their exclude lists */
+    assert_int_equal(key("::1:9100", &a), ADDR_OK);
+    assert_string_equal(a.host, "::1");
+    assert_int_equal(a.port, 9100);
+    assert_int_equal(key("fe80::1:443", &a), ADDR_OK);
+    assert_string_equal(a.host, "fe80::1");
+    assert_int_equal(a.port, 443);
+    assert_int_equal(key("fe80::1%eth0:443", &a), ADDR_OK);
+    assert_string_equal(a.host, "fe80::1%eth0");
+    /* ... but only when what is left is an IPv6 address */
+    assert_int_equal(key("fe80::1", &a), ADDR_E_SYNTAX); /* not host "fe80:" port 1 */
+    assert_int_equal(key("::1", &a), ADDR_E_SYNTAX);
+    assert_int_equal(key("a:b:80", &a), ADDR_E_SYNTAX);
+    assert_int_equal(key("1.2.3.4:5:80", &a), ADDR_E_SYNTAX);
     assert_int_equal(key("[::1]x:80", &a), ADDR_E_SYNTAX);
     /* brackets without a port */
     assert_int_not_equal(key("[::1]", &a), ADDR_OK);
@@ -119,6 +132,65 @@ static void format_key_round_trip(void **state)
     assert_true(addr_format_key(host, 65535, out, sizeof(out)) > 0); /* the max fits */
     host[0] = ':';
     assert_true(addr_format_key(host, 65535, out, sizeof(out)) > 0); /* even bracketed */
+}
+
+static void reference_form(void **state)
+{
+    (void)state;
+    char out[ADDR_KEY_MAX];
+    addr_t a;
+    assert_int_equal(addr_key_reference_form("[::1]:9100", out, sizeof(out)), 8);
+    assert_string_equal(out, "::1:9100");
+    /* the two forms name the same peer */
+    assert_int_equal(key(out, &a), ADDR_OK);
+    assert_string_equal(a.host, "::1");
+    assert_int_equal(a.port, 9100);
+    assert_int_equal(addr_key_reference_form("[fe80::1:2]:443", out, sizeof(out)), 13);
+    assert_string_equal(out, "fe80::1:2:443");
+    /* nothing to write for IPv4 and names (one form only) */
+    assert_int_equal(addr_key_reference_form("10.0.0.1:80", out, sizeof(out)), -1);
+    assert_int_equal(addr_key_reference_form("h:80", out, sizeof(out)), -1);
+    assert_int_equal(addr_key_reference_form("[::1]", out, sizeof(out)), -1);
+    assert_int_equal(addr_key_reference_form("", out, sizeof(out)), -1);
+    assert_int_equal(addr_key_reference_form("[::1]:9100", out, 8), -1); /* no room for the NUL */
+    assert_int_equal(addr_key_reference_form("[::1]:9100", out, 9), 8);
+}
+
+static int unbracket(const char *h, char *out)
+{
+    return addr_host_unbracket(h, strlen(h), out, ADDR_HOST_MAX);
+}
+
+static void hosts_unbracketed(void **state)
+{
+    (void)state;
+    char out[ADDR_HOST_MAX];
+    assert_int_equal(unbracket("[::1]", out), 3);
+    assert_string_equal(out, "::1");
+    assert_int_equal(unbracket("::1", out), 3);
+    assert_string_equal(out, "::1");
+    assert_int_equal(unbracket("[fe80::1%eth0]", out), 12);
+    assert_string_equal(out, "fe80::1%eth0");
+    assert_int_equal(unbracket("10.0.0.7", out), 8);
+    assert_string_equal(out, "10.0.0.7");
+    assert_int_equal(unbracket("registry.default.svc", out), 20);
+    /* brackets are for IPv6 literals; stray or unbalanced ones are refused */
+    assert_int_equal(unbracket("[10.0.0.7]", out), ADDR_E_HOST);
+    assert_int_equal(unbracket("[host]", out), ADDR_E_HOST);
+    assert_int_equal(unbracket("[]", out), ADDR_E_HOST);
+    assert_int_equal(unbracket("[[::1]]", out), ADDR_E_HOST);
+    assert_int_equal(unbracket("[::1", out), ADDR_E_HOST);
+    assert_int_equal(unbracket("::1]", out), ADDR_E_HOST);
+    assert_int_equal(unbracket("", out), ADDR_E_HOST);
+    assert_int_equal(addr_host_unbracket("[::1]", 5, out, 3), ADDR_E_HOST); /* no room */
+    assert_int_equal(addr_host_unbracket("[::1]", 5, out, 4), 3);
+    /* only n bytes count */
+    assert_int_equal(addr_host_unbracket("[::1]:80", 5, out, sizeof(out)), 3);
+    assert_string_equal(out, "::1");
+    assert_true(addr_is_ipv6("::ffff:10.0.0.1", 15));
+    assert_false(addr_is_ipv6("10.0.0.1", 8));
+    assert_false(addr_is_ipv6("fe80::1%", 8));
+    assert_false(addr_is_ipv6("fe80::1%a b", 11));
 }
 
 static int hs(const char *path, addr_t *a, char *ns)
@@ -328,6 +400,8 @@ int main(void)
         cmocka_unit_test(keys_bad_hosts),
         cmocka_unit_test(ports),
         cmocka_unit_test(format_key_round_trip),
+        cmocka_unit_test(reference_form),
+        cmocka_unit_test(hosts_unbracketed),
         cmocka_unit_test(handshake_parse),
         cmocka_unit_test(handshake_errors),
         cmocka_unit_test(handshake_build_round_trip),
