@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* Per-session data lws allocates for every wsi of our protocol: only plain HTTP
  * uses it (the answer waiting for WRITEABLE). WebSocket state is the wsconn,
@@ -691,7 +692,7 @@ static int connect_to(wsconn_t *c, const char *address, unsigned port)
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof(i));
     i.context = n->ctx;
-    i.vhost = n->vhost;
+    i.vhost = wsnet_dial_vhost(n); /* reaches IPv6 peers whatever the bind */
     i.address = address; /* lws keeps its own copies of these */
     i.port = (int)port;
     i.method = "RAW"; /* the WebSocket handshake and frames are ours (wsframe.h) */
@@ -830,32 +831,79 @@ void wsconn_close_code(wsconn_t *c, int code, const char *reason)
     wsconn_close(c);
 }
 
-int wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
-                 const struct lws_protocols *protocols)
+/* Whether this host can make IPv6 sockets at all (a kernel booted with
+ * ipv6.disable=1, or built without it, cannot). */
+static bool ipv6_available(void)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
+static struct lws_vhost *vhost_new(wsnet_t *n, const char *name, const char *iface, int port,
+                                   uint64_t options, const struct lws_protocols *protocols)
 {
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     info.vhost_name = name;
-    info.port = port ? port : CONTEXT_PORT_NO_LISTEN;
+    info.port = port;
+    info.iface = iface;
     info.protocols = protocols;
-    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
-    if (bind && port) {
-        /* "0.0.0.0" means all IPv4 interfaces; "::" dual stack; else an address */
-        if (!strcmp(bind, "0.0.0.0")) {
-            info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-        } else if (!strcmp(bind, "::")) {
-            info.iface = NULL;
-        } else {
-            info.iface = bind;
-            if (!strchr(bind, ':'))
-                info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-        }
-    }
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | options;
     info.keepalive_timeout = 60;
     info.timeout_secs = 10;
+    return lws_create_vhost(n->ctx, &info);
+}
+
+int wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
+                 const struct lws_protocols *protocols)
+{
+    /* lws binds an AF_INET6 socket unless LWS_SERVER_OPTION_DISABLE_IPV6, to
+     * info.iface when set (an address or an interface name), else to the
+     * wildcard; IPV6_V6ONLY is left to the system unless _V6ONLY_MODIFY. */
+    const char *iface = NULL;
+    uint64_t opts = 0;
+    bool dual = false;
     n->proto_name = protocols[0].name;
-    n->vhost = lws_create_vhost(n->ctx, &info);
-    return n->vhost ? 0 : -1;
+    n->bound = bind;
+    if (!port) {
+        n->vhost = vhost_new(n, name, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols);
+        return n->vhost ? 0 : -1;
+    }
+    if (!bind || !strcmp(bind, "::")) {
+        dual = true; /* IPV6_V6ONLY off: IPv4 peers arrive as ::ffff:a.b.c.d */
+        opts = LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY;
+        n->bound = "::";
+    } else if (!strcmp(bind, "0.0.0.0")) {
+        opts = LWS_SERVER_OPTION_DISABLE_IPV6;
+    } else {
+        iface = bind;
+        if (!strchr(bind, ':'))
+            opts = LWS_SERVER_OPTION_DISABLE_IPV6;
+    }
+    if (dual && !ipv6_available()) {
+        LOG_WARN("no IPv6 on this host: listening on IPv4 only", LF_STR("bind", "::"), LF_INT("port", port));
+        opts = LWS_SERVER_OPTION_DISABLE_IPV6;
+        n->bound = "0.0.0.0";
+    }
+    n->vhost = vhost_new(n, name, iface, port, opts, protocols);
+    if (!n->vhost)
+        return -1;
+    if ((opts & LWS_SERVER_OPTION_DISABLE_IPV6) && ipv6_available()) {
+        char dname[64];
+        snprintf(dname, sizeof(dname), "%s-dial", name);
+        n->dial_vhost = vhost_new(n, dname, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols);
+        if (!n->dial_vhost)
+            return -1;
+    }
+    return 0;
+}
+
+struct lws_vhost *wsnet_dial_vhost(const wsnet_t *n)
+{
+    return n->dial_vhost ? n->dial_vhost : n->vhost;
 }
 
 bool wsconn_token_ok(struct lws *wsi, const char *want)

@@ -45,7 +45,11 @@ typedef struct wsnet_stats {
 
 struct wsnet {
     struct lws_context *ctx;
-    struct lws_vhost   *vhost;
+    struct lws_vhost   *vhost;      /* the listener (and dialer unless dial_vhost) */
+    struct lws_vhost   *dial_vhost; /* outbound connections when the listener is
+                                     * IPv4-only (an lws vhost without IPv6 cannot
+                                     * dial an IPv6 peer); NULL: use vhost */
+    const char         *bound;      /* the address really listened on */
     const wsnet_ops_t  *ops;
     const char         *proto_name;
     void   *user;
@@ -102,9 +106,14 @@ int  wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void
                          void *in, size_t len);
 
 /* Creates the listening vhost for a wsnet. bind is an address ("0.0.0.0", "::",
- * "127.0.0.1"); port 0 = no listener (dial only). Returns 0 or -1. */
+ * "127.0.0.1", "::1"); port 0 = no listener (dial only). "::" is dual stack
+ * (IPV6_V6ONLY off, whatever net.ipv6.bindv6only says), and falls back to
+ * 0.0.0.0 when the host has no IPv6; n->bound says which. Dialing reaches IPv4
+ * and IPv6 peers whatever the bind. Returns 0 or -1. */
 int  wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
                   const struct lws_protocols *protocols);
+/* The vhost outbound connections of this wsnet (and its protocols) use. */
+struct lws_vhost *wsnet_dial_vhost(const wsnet_t *n);
 
 /* Dials ws://target/path. A host name is resolved by n->resolver first (off
  * the loop thread, with its deadline); the Host header keeps the name. Returns

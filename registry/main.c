@@ -55,8 +55,8 @@ static int check_etcd_prefix(const char *v, char *err, size_t errlen)
 static const cfg_opt_t options[] = {
     {.name = "port", .env = "MICRO_REGISTRY_PORT", .type = CFG_INT, .min = 1, .max = 65535,
      .def = "9000", .offset = offsetof(T, port), .help = "WebSocket and HTTP port"},
-    {.name = "bind", .env = "MICRO_REGISTRY_BIND", .type = CFG_STR, .def = "0.0.0.0",
-     .offset = offsetof(T, bind), .help = "listen address (:: for dual stack)"},
+    {.name = "bind", .env = "MICRO_REGISTRY_BIND", .type = CFG_STR, .def = "::",
+     .offset = offsetof(T, bind), .help = "listen address (:: = dual stack, IPv4 only when the host has no IPv6)"},
     {.name = "heartbeat-timeout-ms", .env = "MICRO_HEARTBEAT_TIMEOUT_MS", .type = CFG_INT, .min = 1,
      .max = 86400000, .def = "20000", .offset = offsetof(T, heartbeat_timeout_ms),
      .help = "close a connection this long without a heartbeat"},
@@ -143,7 +143,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    LOG_INFO("micro-registry listening", LF_STR("bind", r.cfg.bind), LF_INT("port", r.cfg.port),
+    LOG_INFO("micro-registry listening", LF_STR("bind", r.net.bound), LF_INT("port", r.cfg.port),
              LF_STR("version", MICRO_VERSION), LF_INT("nofile", nofile));
 
     while (!loop_signal()) {

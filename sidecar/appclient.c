@@ -179,7 +179,7 @@ static int dial(appclient_t *a, pool_t *p, app_req_t *r, const char *address)
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof(i));
     i.context = a->s->ctx;
-    i.vhost = a->s->net.vhost;
+    i.vhost = wsnet_dial_vhost(&a->s->net); /* reaches an IPv6 app whatever the mesh bind */
     i.address = address;
     i.port = (int)p->addr.port;
     i.method = "RAW";

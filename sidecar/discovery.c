@@ -123,7 +123,13 @@ static void found(void *arg, int status, const frame_t *resp)
         return;
     }
     addr_t a;
-    snprintf(a.host, sizeof(a.host), "%s", hostbuf);
+    /* An IPv6 host may come bracketed ("[::1]") from another registry: dialed,
+     * keyed and compared without the brackets, or getaddrinfo gets "[::1]". */
+    if (addr_host_unbracket(hostbuf, strlen(hostbuf), a.host, sizeof(a.host)) < 0) {
+        LOG_DEBUG("registry answered a bad host", LF_STR("ns", e->ns));
+        lookup_failed(s, e, CALL_E_NO_INSTANCE);
+        return;
+    }
     a.port = (unsigned)portnum;
     addr_format_key(a.host, a.port, e->key, sizeof(e->key));
     if (!strcmp(e->key, s->self_key)) {
@@ -169,6 +175,15 @@ static void start_lookup(sidecar_t *s, disc_entry_t *e, const char *const *exclu
             if (x != exclude)
                 sbuf_addc(&b, ',');
             sbuf_add_json_str(&b, *x, strlen(*x));
+            /* An IPv6 peer also under the key a Node registry files it by when
+             * it announced "::1" ("::1:9100"): that registry compares exclude
+             * entries as plain strings. Ours compares them canonically. */
+            char alt[ADDR_KEY_MAX];
+            int an = addr_key_reference_form(*x, alt, sizeof(alt));
+            if (an > 0) {
+                sbuf_addc(&b, ',');
+                sbuf_add_json_str(&b, alt, (size_t)an);
+            }
         }
         sbuf_addc(&b, ']');
     }

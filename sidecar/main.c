@@ -43,8 +43,12 @@ static int check_addr(const char *v, char *err, size_t errlen)
 
 static int check_host(const char *v, char *err, size_t errlen)
 {
-    if (!*v || strlen(v) >= ADDR_HOST_MAX || strpbrk(v, "/ []?#")) {
-        snprintf(err, errlen, "must be an address or host name");
+    char host[ADDR_HOST_MAX];
+    /* "[::1]" is accepted as "::1": brackets around an IPv6 literal only; what
+     * is announced must be something the acceptor's check takes (addr.h) */
+    int n = addr_host_unbracket(v, strlen(v), host, sizeof(host));
+    if (n < 0 || !addr_host_valid(host, (size_t)n)) {
+        snprintf(err, errlen, "must be an IP address or a DNS name (an IPv6 address with or without [])");
         return -1;
     }
     return 0;
@@ -76,8 +80,8 @@ static const cfg_opt_t options[] = {
     {.name = "advertise-host", .env = "MICRO_ADVERTISE_HOST,POD_IP", .type = CFG_STR, .check = check_host,
      .offset = offsetof(T, advertise_host), .help = "address peers dial (default: first non-loopback IPv4)"},
     INT("mesh-port", "MICRO_MESH_PORT", 1, 65535, "9100", mesh_port, "WebSocket port for peers; also serves the probes"),
-    {.name = "mesh-bind", .env = "MICRO_MESH_BIND", .type = CFG_STR, .def = "0.0.0.0", .check = check_addr,
-     .offset = offsetof(T, mesh_bind), .help = "mesh listen address (:: for dual stack)"},
+    {.name = "mesh-bind", .env = "MICRO_MESH_BIND", .type = CFG_STR, .def = "::", .check = check_addr,
+     .offset = offsetof(T, mesh_bind), .help = "mesh listen address (:: = dual stack, IPv4 only when the host has no IPv6)"},
     INT("api-port", "MICRO_API_PORT", 1, 65535, "3500", api_port, "local HTTP API port"),
     {.name = "api-bind", .env = "MICRO_API_BIND", .type = CFG_STR, .def = "127.0.0.1", .check = check_addr,
      .offset = offsetof(T, api_bind), .help = "local HTTP API address (loopback only by default)"},
@@ -238,7 +242,8 @@ int main(int argc, char **argv)
 
     char host[ADDR_HOST_MAX];
     if (s.cfg.advertise_host) {
-        snprintf(host, sizeof(host), "%s", s.cfg.advertise_host);
+        /* announced unbracketed, like a reference Application (addr.h) */
+        addr_host_unbracket(s.cfg.advertise_host, strlen(s.cfg.advertise_host), host, sizeof(host));
     } else if (first_ipv4(host, sizeof(host))) {
         fprintf(stderr, "micro-sidecar: --advertise-host: no non-loopback IPv4 address found; set --advertise-host, MICRO_ADVERTISE_HOST or POD_IP\n");
         cfg_free(options, &s.cfg);
@@ -312,7 +317,7 @@ int main(int argc, char **argv)
         return 1;
     }
     LOG_INFO("micro-sidecar started", LF_STR("ns", s.cfg.ns), LF_STR("advertise", s.self_key),
-             LF_STR("mesh_bind", s.cfg.mesh_bind), LF_INT("mesh_port", s.cfg.mesh_port),
+             LF_STR("mesh_bind", s.net.bound), LF_INT("mesh_port", s.cfg.mesh_port),
              LF_STR("api_bind", s.cfg.api_bind), LF_INT("api_port", s.cfg.api_port),
              LF_STR("registry", s.cfg.registry), LF_STR("app", s.cfg.app_url),
              LF_UINT("routes", routes_count(s.routes)), LF_STR("version", MICRO_VERSION));

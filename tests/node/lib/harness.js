@@ -293,7 +293,8 @@ function httpJson(method, url, body, headers = {}, { timeoutMs = 10000 } = {}) {
       h['content-length'] = Buffer.byteLength(payload);
     }
     const req = http.request(
-      { method, hostname: u.hostname, port: u.port, path: u.pathname + u.search, headers: h, agent: false },
+      // URL keeps an IPv6 host's brackets ("[::1]"); http.request wants it bare
+      { method, hostname: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: u.port, path: u.pathname + u.search, headers: h, agent: false },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
