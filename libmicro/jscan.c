@@ -7,10 +7,6 @@
 
 typedef struct scanner {
     const char *p, *end;
-    int depth;
-    jindex_t *ix;  /* NULL: not indexing */
-    int parent;    /* slot whose value is being scanned, JIX_ROOT, or JIX_NONE */
-    int level;     /* level a member of an object scanned now would have */
 } scanner_t;
 
 static void skip_ws(scanner_t *s)
@@ -132,128 +128,178 @@ static int scan_lit(scanner_t *s, const char *lit, size_t n)
     return 0;
 }
 
-static int scan_value(scanner_t *s, jspan_t *out)
+/* Levels whose containers' members may be recorded in an index, and whose
+ * start is kept for the span of the member that holds them. */
+#define IX_LEVELS (JIX_MAX_DEPTH + 1)
+
+static inline bool bit_get(const uint64_t *b, int i) { return (b[i >> 6] >> (i & 63)) & 1; }
+static inline void bit_put(uint64_t *b, int i, bool v)
 {
+    if (v)
+        b[i >> 6] |= (uint64_t)1 << (i & 63);
+    else
+        b[i >> 6] &= ~((uint64_t)1 << (i & 63));
+}
+
+/* One pass, no recursion: the open containers are a bitset (object or array per
+ * level), so a document costs the same few hundred bytes of stack at any depth,
+ * and nesting beyond max_depth is refused with JSCAN_E_DEPTH at its bracket. */
+int jscan_validate_max(const char *p, size_t n, jspan_t *root, size_t *errpos, jindex_t *ix,
+                       int ixdepth, int max_depth)
+{
+    scanner_t sc = {p, p + n};
+    scanner_t *s = &sc;
+    uint64_t isobj[JSCAN_DEPTH_CAP / 64];
+    /* per level below IX_LEVELS: where the container starts, the parent its
+     * members are recorded under (JIX_NONE: not recorded), and the slot of the
+     * member whose value is being scanned */
+    const char *cstart[IX_LEVELS];
+    int cparent[IX_LEVELS], cslot[IX_LEVELS];
+    int depth = 0, rc;
+    const char *vstart;
+    jtype_t vt;
+
+    if (max_depth > JSCAN_DEPTH_CAP)
+        max_depth = JSCAN_DEPTH_CAP;
+    if (ix) {
+        ix->n = 0;
+        ix->depth = ixdepth < 0 ? 0 : ixdepth > JIX_MAX_DEPTH ? JIX_MAX_DEPTH : ixdepth;
+        ix->complete = true;
+    }
+
+value: /* a value starts here (after white space) */
     skip_ws(s);
     if (s->p >= s->end)
-        return -1;
-    const char *start = s->p;
-    jtype_t t;
-    int rc;
+        goto fail;
+    vstart = s->p;
     switch (*s->p) {
     case '{':
     case '[': {
-        char close = *s->p == '{' ? '}' : ']';
-        t = *s->p == '{' ? JT_OBJECT : JT_ARRAY;
-        if (++s->depth > JSCAN_MAX_DEPTH)
-            return -1;
+        const bool obj = *s->p == '{';
+        if (depth >= max_depth) {
+            rc = JSCAN_E_DEPTH;
+            goto out;
+        }
+        bit_put(isobj, depth, obj);
+        if (depth < IX_LEVELS) {
+            /* indexing: this object's members are recorded when its parent was
+             * (or it is the root) and it is not too deep; nothing inside an array */
+            int par = JIX_NONE;
+            if (ix && obj && depth < ix->depth)
+                par = depth == 0 ? JIX_ROOT : bit_get(isobj, depth - 1) ? cslot[depth - 1] : JIX_NONE;
+            cstart[depth] = s->p;
+            cparent[depth] = par;
+            cslot[depth] = JIX_NONE;
+        }
+        depth++;
         s->p++;
         skip_ws(s);
-        if (s->p < s->end && *s->p == close) {
+        if (s->p < s->end && *s->p == (obj ? '}' : ']')) {
             s->p++;
-            s->depth--;
-            rc = 0;
-            break;
+            depth--;
+            vt = obj ? JT_OBJECT : JT_ARRAY;
+            goto done;
         }
-        /* indexing: this object's members are recorded when its parent was and
-         * it is not too deep; nothing inside an array is */
-        const int parent = s->parent, level = s->level;
-        const bool rec = s->ix && t == JT_OBJECT && parent != JIX_NONE && level <= s->ix->depth;
-        for (;;) {
-            jspan_t v;
-            int slot = JIX_NONE;
-            if (t == JT_OBJECT) {
-                skip_ws(s);
-                const char *kp = s->p;
-                if (s->p >= s->end || *s->p != '"' || scan_string(s))
-                    return -1;
-                if (rec) {
-                    if (s->ix->n < JIX_MAX) {
-                        slot = s->ix->n++;
-                        jix_member_t *m = &s->ix->m[slot];
-                        m->key = (jspan_t){kp, (size_t)(s->p - kp), JT_STRING};
-                        m->parent = parent;
-                        m->level = level;
-                    } else {
-                        s->ix->complete = false;
-                    }
-                }
-                skip_ws(s);
-                if (s->p >= s->end || *s->p != ':')
-                    return -1;
-                s->p++;
-            }
-            s->parent = slot;
-            s->level = level + 1;
-            int vrc = scan_value(s, &v);
-            s->parent = parent;
-            s->level = level;
-            if (vrc)
-                return -1;
-            if (slot != JIX_NONE)
-                s->ix->m[slot].val = v;
-            skip_ws(s);
-            if (s->p >= s->end)
-                return -1;
-            if (*s->p == ',') {
-                s->p++;
-                continue;
-            }
-            if (*s->p != close)
-                return -1;
-            s->p++;
-            break;
-        }
-        s->depth--;
-        rc = 0;
-        break;
+        if (obj)
+            goto member;
+        goto value;
     }
-    case '"': t = JT_STRING; rc = scan_string(s); break;
-    case 't': t = JT_TRUE; rc = scan_lit(s, "true", 4); break;
-    case 'f': t = JT_FALSE; rc = scan_lit(s, "false", 5); break;
-    case 'n': t = JT_NULL; rc = scan_lit(s, "null", 4); break;
+    case '"': vt = JT_STRING; rc = scan_string(s); break;
+    case 't': vt = JT_TRUE; rc = scan_lit(s, "true", 4); break;
+    case 'f': vt = JT_FALSE; rc = scan_lit(s, "false", 5); break;
+    case 'n': vt = JT_NULL; rc = scan_lit(s, "null", 4); break;
     default:
         if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9')) {
-            t = JT_NUMBER;
+            vt = JT_NUMBER;
             rc = scan_number(s);
         } else {
-            return -1;
+            rc = -1;
         }
     }
     if (rc)
-        return -1;
-    out->p = start;
-    out->n = (size_t)(s->p - start);
-    out->t = t;
-    return 0;
+        goto fail;
+    goto done;
+
+member: { /* a key is due (after white space) in the object at depth - 1 */
+    const int d = depth - 1;
+    const char *kp = s->p;
+    if (s->p >= s->end || *s->p != '"' || scan_string(s))
+        goto fail;
+    if (d < IX_LEVELS) {
+        cslot[d] = JIX_NONE;
+        if (cparent[d] != JIX_NONE) {
+            if (ix->n < JIX_MAX) {
+                jix_member_t *m = &ix->m[ix->n];
+                m->key = (jspan_t){kp, (size_t)(s->p - kp), JT_STRING};
+                m->parent = cparent[d];
+                m->level = d + 1;
+                cslot[d] = ix->n++;
+            } else {
+                ix->complete = false;
+            }
+        }
+    }
+    skip_ws(s);
+    if (s->p >= s->end || *s->p != ':')
+        goto fail;
+    s->p++;
+    goto value;
+}
+
+done: /* a value of type vt ended at s->p; for a container, its start is kept */
+    if (vt == JT_OBJECT || vt == JT_ARRAY)
+        vstart = depth < IX_LEVELS ? cstart[depth] : NULL;
+    if (depth == 0)
+        goto finish;
+    {
+        const int d = depth - 1;
+        const bool obj = bit_get(isobj, d);
+        if (obj && d < IX_LEVELS && cslot[d] >= 0)
+            ix->m[cslot[d]].val = (jspan_t){vstart, (size_t)(s->p - vstart), vt};
+        skip_ws(s);
+        if (s->p >= s->end)
+            goto fail;
+        if (*s->p == ',') {
+            s->p++;
+            if (!obj)
+                goto value;
+            skip_ws(s);
+            goto member;
+        }
+        if (*s->p != (obj ? '}' : ']'))
+            goto fail;
+        s->p++;
+        depth--;
+        vt = obj ? JT_OBJECT : JT_ARRAY;
+        goto done;
+    }
+
+finish: {
+    const char *vend = s->p;
+    skip_ws(s);
+    if (s->p == s->end) {
+        if (root)
+            *root = (jspan_t){vstart, (size_t)(vend - vstart), vt};
+        return JSCAN_OK;
+    }
+}
+fail:
+    rc = JSCAN_E_SYNTAX;
+out:
+    if (errpos)
+        *errpos = (size_t)(s->p - p);
+    return rc;
 }
 
 int jscan_validate(const char *p, size_t n, jspan_t *root, size_t *errpos)
 {
-    return jscan_validate_ix(p, n, root, errpos, NULL, 0);
+    return jscan_validate_max(p, n, root, errpos, NULL, 0, JSCAN_MAX_DEPTH);
 }
 
 int jscan_validate_ix(const char *p, size_t n, jspan_t *root, size_t *errpos, jindex_t *ix,
                       int depth)
 {
-    scanner_t s = {p, p + n, 0, ix, ix ? JIX_ROOT : JIX_NONE, 1};
-    jspan_t v;
-    if (ix) {
-        ix->n = 0;
-        ix->depth = depth;
-        ix->complete = true;
-    }
-    if (scan_value(&s, &v) == 0) {
-        skip_ws(&s);
-        if (s.p == s.end) {
-            if (root)
-                *root = v;
-            return 0;
-        }
-    }
-    if (errpos)
-        *errpos = (size_t)(s.p - p);
-    return -1;
+    return jscan_validate_max(p, n, root, errpos, ix, depth, JSCAN_MAX_DEPTH);
 }
 
 /* From an opening quote of a validated string to just past its closing quote:
@@ -558,4 +604,99 @@ bool jmembers_get(const jindex_t *ix, int parent, jspan_t obj, const char *name,
         }
     }
     return found;
+}
+
+/* ---- recovery from a refused (too deep) frame ---- */
+
+/* Past a string from its opening quote; escapes are skipped, not checked.
+ * NULL when it does not end. */
+static const char *lax_string(const char *p, const char *end)
+{
+    for (p++; p < end; p++) {
+        if (*p == '\\') {
+            if (++p >= end)
+                return NULL;
+        } else if (*p == '"') {
+            return p + 1;
+        }
+    }
+    return NULL;
+}
+
+/* Past one value of any depth, counting brackets (a counter, not a stack);
+ * NULL when it does not end. Nothing inside is validated. */
+static const char *lax_value(const char *p, const char *end)
+{
+    if (*p == '"')
+        return lax_string(p, end);
+    if (*p == '{' || *p == '[') {
+        size_t depth = 0;
+        for (; p < end; p++) {
+            if (*p == '"') {
+                if (!(p = lax_string(p, end)))
+                    return NULL;
+                p--;
+            } else if (*p == '{' || *p == '[') {
+                depth++;
+            } else if ((*p == '}' || *p == ']') && --depth == 0) {
+                return p + 1;
+            }
+        }
+        return NULL;
+    }
+    const char *q = p;
+    while (q < end && ((*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+                       *q == '-' || *q == '+' || *q == '.'))
+        q++;
+    return q > p ? q : NULL;
+}
+
+bool jscan_root_scalar(const char *p, size_t n, const char *name, jspan_t *val)
+{
+    const char *end = p + n;
+    const size_t nl = strlen(name);
+    bool found = false;
+    jspan_t got = {NULL, 0, JT_NONE};
+    p = ws(p, end);
+    if (p >= end || *p != '{')
+        return false;
+    p = ws(p + 1, end);
+    if (p < end && *p == '}')
+        return false;
+    for (;;) {
+        if (p >= end || *p != '"')
+            return false;
+        const char *k = p;
+        if (!(p = lax_string(p, end)))
+            return false;
+        const bool match = (size_t)(p - k) == nl + 2 && !memcmp(k + 1, name, nl);
+        p = ws(p, end);
+        if (p >= end || *p != ':')
+            return false;
+        p = ws(p + 1, end);
+        if (p >= end)
+            return false;
+        const char *v = p;
+        if (!(p = lax_value(p, end)))
+            return false;
+        if (match) { /* the last one wins, as in JavaScript */
+            jspan_t sv;
+            found = jscan_validate(v, (size_t)(p - v), &sv, NULL) == 0 && sv.t != JT_STRING &&
+                    sv.t != JT_OBJECT && sv.t != JT_ARRAY;
+            if (found)
+                got = sv;
+        }
+        p = ws(p, end);
+        if (p < end && *p == ',') {
+            p = ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}')
+            break;
+        return false;
+    }
+    if (ws(p + 1, end) != end || !found)
+        return false;
+    *val = got;
+    return true;
 }

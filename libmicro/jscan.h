@@ -19,11 +19,24 @@ typedef struct jspan {
     jtype_t     t;
 } jspan_t;
 
-#define JSCAN_MAX_DEPTH 256
+/* Nesting accepted by jscan_validate(_ix): a payload or an app answer may nest
+ * this deep (a Node peer accepts 1,000 and more). Frames carry a few levels of
+ * envelope on top (FRAME_MAX_DEPTH). The validator keeps one bit per open
+ * level, not a stack frame, so the limit costs no stack; JSCAN_DEPTH_CAP bounds
+ * what jscan_validate_max can be asked for. */
+#define JSCAN_MAX_DEPTH 1024
+#define JSCAN_DEPTH_CAP 4096
+
+enum {
+    JSCAN_OK = 0,
+    JSCAN_E_SYNTAX = -1, /* not one JSON value (or not UTF-8) */
+    JSCAN_E_DEPTH = -2,  /* valid so far, but nested deeper than allowed */
+};
 
 /* Validates that [p, p+n) is exactly one JSON value (surrounding white space
- * allowed, UTF-8 checked) and returns its span. 0 on success, -1 otherwise;
- * *errpos (optional) gets the offset of the first bad byte. */
+ * allowed, UTF-8 checked, at most JSCAN_MAX_DEPTH deep) and returns its span.
+ * JSCAN_OK, or a negative JSCAN_E_*; *errpos (optional) gets the offset of the
+ * first bad byte (for JSCAN_E_DEPTH, the bracket one level too deep). */
 int jscan_validate(const char *p, size_t n, jspan_t *root, size_t *errpos);
 
 typedef struct jiter {
@@ -38,6 +51,7 @@ typedef struct jiter {
  * more members would be recorded than fit, `complete` is false and jmembers_*
  * walk the text instead. */
 #define JIX_MAX  64
+#define JIX_MAX_DEPTH 7 /* deepest level an index records (larger depths are clamped) */
 #define JIX_ROOT (-1)
 #define JIX_NONE (-2) /* no slot: members come from the text */
 typedef struct jix_member {
@@ -54,6 +68,17 @@ typedef struct jindex {
 /* jscan_validate, also filling ix (which may be NULL) down to depth levels. */
 int jscan_validate_ix(const char *p, size_t n, jspan_t *root, size_t *errpos, jindex_t *ix,
                       int depth);
+/* The same with another nesting limit (clamped to JSCAN_DEPTH_CAP). */
+int jscan_validate_max(const char *p, size_t n, jspan_t *root, size_t *errpos, jindex_t *ix,
+                       int ixdepth, int max_depth);
+
+/* For text that jscan refused with JSCAN_E_DEPTH, so that the sender can be
+ * told at once: the last top-level member `name` (no escapes in the key) of the
+ * root object, when its value is a number, true, false or null. Nested values
+ * are skipped by counting brackets, without a stack and without validating
+ * them; the root object's own members must be well formed up to its end.
+ * Returns true and the value's span, or false. */
+bool jscan_root_scalar(const char *p, size_t n, const char *name, jspan_t *val);
 
 /* The members of a validated object: from the index when it holds them (parent:
  * the object's slot, JIX_ROOT for the root), otherwise from the text. */

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,16 +177,30 @@ static char *nest(const char *open, const char *close, int depth, const char *in
 static void depth_limit(void **state)
 {
     (void)state;
+    size_t pos;
+    /* what a Node peer sends: 1,000 deep is fine, and so is the limit itself */
+    char *node = nest("[", "]", 1000, "1");
     char *ok = nest("[", "]", JSCAN_MAX_DEPTH, "1");
     char *deep = nest("[", "]", JSCAN_MAX_DEPTH + 1, "1");
     char *ok_obj = nest("{\"k\":", "}", JSCAN_MAX_DEPTH, "0");
     char *deep_obj = nest("{\"k\":[", "]}", JSCAN_MAX_DEPTH / 2 + 1, "");
+    char *mixed = nest("{\"a\":[1,\"x\",{\"b\":", "}]}", 1000 / 3, "null");
     char *very_deep = nest("[", "]", 100000, "");
-    assert_int_equal(jscan_validate(ok, strlen(ok), NULL, NULL), 0);
-    assert_int_equal(jscan_validate(deep, strlen(deep), NULL, NULL), -1);
-    assert_int_equal(jscan_validate(ok_obj, strlen(ok_obj), NULL, NULL), 0);
-    assert_int_equal(jscan_validate(deep_obj, strlen(deep_obj), NULL, NULL), -1);
-    assert_int_equal(jscan_validate(very_deep, strlen(very_deep), NULL, NULL), -1);
+    assert_int_equal(jscan_validate(node, strlen(node), NULL, NULL), JSCAN_OK);
+    assert_int_equal(jscan_validate(ok, strlen(ok), NULL, NULL), JSCAN_OK);
+    assert_int_equal(jscan_validate(ok_obj, strlen(ok_obj), NULL, NULL), JSCAN_OK);
+    assert_int_equal(jscan_validate(mixed, strlen(mixed), NULL, NULL), JSCAN_OK);
+    /* one more level: refused as too deep (not as bad JSON), at that bracket */
+    assert_int_equal(jscan_validate(deep, strlen(deep), NULL, &pos), JSCAN_E_DEPTH);
+    assert_int_equal(pos, JSCAN_MAX_DEPTH);
+    assert_int_equal(jscan_validate(deep_obj, strlen(deep_obj), NULL, &pos), JSCAN_E_DEPTH);
+    assert_true(deep_obj[pos] == '[' || deep_obj[pos] == '{');
+    assert_int_equal(jscan_validate(very_deep, strlen(very_deep), NULL, &pos), JSCAN_E_DEPTH);
+    assert_int_equal(pos, JSCAN_MAX_DEPTH);
+    /* bad JSON before the limit is a syntax error */
+    ok[10] = '}';
+    assert_int_equal(jscan_validate(ok, strlen(ok), NULL, &pos), JSCAN_E_SYNTAX);
+    assert_int_equal(pos, 10);
     /* depth is nesting, not the number of containers */
     char wide[4096];
     strcpy(wide, "[");
@@ -192,11 +208,138 @@ static void depth_limit(void **state)
         strcat(wide, i ? ",[]" : "[]");
     strcat(wide, "]");
     assert_int_equal(jscan_validate(wide, strlen(wide), NULL, NULL), 0);
+    free(node);
     free(ok);
     free(deep);
     free(ok_obj);
     free(deep_obj);
+    free(mixed);
     free(very_deep);
+}
+
+static void depth_limit_chosen(void **state)
+{
+    (void)state;
+    size_t pos;
+    char *d5 = nest("[", "]", 5, "");
+    assert_int_equal(jscan_validate_max(d5, strlen(d5), NULL, NULL, NULL, 0, 5), JSCAN_OK);
+    assert_int_equal(jscan_validate_max(d5, strlen(d5), NULL, &pos, NULL, 0, 4), JSCAN_E_DEPTH);
+    assert_int_equal(pos, 4);
+    assert_int_equal(jscan_validate_max("1", 1, NULL, NULL, NULL, 0, 0), JSCAN_OK); /* scalars need no level */
+    assert_int_equal(jscan_validate_max("[]", 2, NULL, NULL, NULL, 0, 0), JSCAN_E_DEPTH);
+    free(d5);
+    /* a limit beyond the cap is the cap */
+    char *cap = nest("[", "]", JSCAN_DEPTH_CAP, "");
+    char *over = nest("[", "]", JSCAN_DEPTH_CAP + 1, "");
+    assert_int_equal(jscan_validate_max(cap, strlen(cap), NULL, NULL, NULL, 0, 1 << 30), JSCAN_OK);
+    assert_int_equal(jscan_validate_max(over, strlen(over), NULL, &pos, NULL, 0, 1 << 30), JSCAN_E_DEPTH);
+    assert_int_equal(pos, JSCAN_DEPTH_CAP);
+    free(cap);
+    free(over);
+}
+
+/* The validator keeps no stack frame per level: documents at and far beyond
+ * the limit validate on a 64 KiB thread stack (the recursive version needed
+ * ~100 bytes per level, and more under the sanitizers). */
+struct deep_job {
+    const char *doc;
+    int rc;
+};
+
+static void *validate_on_small_stack(void *arg)
+{
+    struct deep_job *j = arg;
+    jindex_t ix;
+    j->rc = jscan_validate_max(j->doc, strlen(j->doc), NULL, NULL, &ix, 3, JSCAN_DEPTH_CAP);
+    return NULL;
+}
+
+static void no_stack_growth(void **state)
+{
+    (void)state;
+    char *cap = nest("{\"k\":[", "]}", JSCAN_DEPTH_CAP / 2, "1");
+    char *huge = nest("[", "]", 1000000, "");
+    struct deep_job jobs[] = {{cap, 1}, {huge, 1}};
+    for (size_t i = 0; i < 2; i++) {
+        pthread_attr_t attr;
+        pthread_t th;
+        assert_int_equal(pthread_attr_init(&attr), 0);
+        assert_int_equal(pthread_attr_setstacksize(&attr, 64 * 1024), 0);
+        assert_int_equal(pthread_create(&th, &attr, validate_on_small_stack, &jobs[i]), 0);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        pthread_attr_destroy(&attr);
+    }
+    assert_int_equal(jobs[0].rc, JSCAN_OK);
+    assert_int_equal(jobs[1].rc, JSCAN_E_DEPTH);
+    free(cap);
+    free(huge);
+}
+
+/* Deep values leave the index of the shallow members intact. */
+static void index_with_deep_values(void **state)
+{
+    (void)state;
+    char *inner = nest("[", "]", 1000, "{\"x\":1}");
+    size_t n = strlen(inner) + 64;
+    char *doc = malloc(n);
+    snprintf(doc, n, "{\"a\":{\"b\":%s,\"c\":2},\"d\":true}", inner);
+    jindex_t ix;
+    jspan_t root, v;
+    int slot;
+    assert_int_equal(jscan_validate_ix(doc, strlen(doc), &root, NULL, &ix, 3), JSCAN_OK);
+    assert_true(ix.complete);
+    assert_int_equal(ix.n, 4); /* a, b, c, d: nothing inside the arrays */
+    assert_true(jmembers_get(&ix, JIX_ROOT, root, "a", &v, &slot));
+    jspan_t b;
+    assert_true(jmembers_get(&ix, slot, v, "b", &b, NULL));
+    assert_int_equal(b.t, JT_ARRAY);
+    assert_int_equal(b.n, strlen(inner));
+    assert_memory_equal(b.p, inner, b.n);
+    assert_true(jmembers_get(&ix, slot, v, "c", &b, NULL));
+    assert_true(b.n == 1 && b.p[0] == '2');
+    assert_true(jmembers_get(&ix, JIX_ROOT, root, "d", &v, NULL));
+    assert_int_equal(v.t, JT_TRUE);
+    free(inner);
+    free(doc);
+}
+
+/* Recovering the id, mode and twoway of a frame refused for its depth. */
+static void root_scalar_recovery(void **state)
+{
+    (void)state;
+    char *deep = nest("[", "]", 5000, "1");
+    size_t n = strlen(deep) + 128;
+    char *frame = malloc(n);
+    snprintf(frame, n, "{\"id\":42,\"twoway\":true,\"data\":{\"url\":\"/x\",\"data\":%s},\"mode\":0}", deep);
+    assert_int_equal(jscan_validate(frame, strlen(frame), NULL, NULL), JSCAN_E_DEPTH);
+    jspan_t v;
+    assert_true(jscan_root_scalar(frame, strlen(frame), "id", &v));
+    assert_true(v.t == JT_NUMBER && v.n == 2 && !memcmp(v.p, "42", 2));
+    assert_true(jscan_root_scalar(frame, strlen(frame), "mode", &v));
+    assert_true(v.t == JT_NUMBER && v.n == 1 && v.p[0] == '0');
+    assert_true(jscan_root_scalar(frame, strlen(frame), "twoway", &v));
+    assert_int_equal(v.t, JT_TRUE);
+    assert_false(jscan_root_scalar(frame, strlen(frame), "data", &v)); /* not a scalar */
+    assert_false(jscan_root_scalar(frame, strlen(frame), "nope", &v));
+    /* the last occurrence wins; strings and broken scalars are not recovered */
+    const char *twice = "{\"id\":1,\"id\":2}";
+    assert_true(jscan_root_scalar(twice, strlen(twice), "id", &v));
+    assert_true(v.n == 1 && v.p[0] == '2');
+    const char *str = "{\"id\":\"1\"}", *bad = "{\"id\":1x}", *esc = "{\"i\\u0064\":1}";
+    assert_false(jscan_root_scalar(str, strlen(str), "id", &v));
+    assert_false(jscan_root_scalar(bad, strlen(bad), "id", &v));
+    assert_false(jscan_root_scalar(esc, strlen(esc), "id", &v));
+    /* the root's own members must be well formed to its end */
+    const char *broken[] = {"", "[]", "{", "{}", "{\"id\":1", "{\"id\":1,}", "{\"id\" 1}", "{\"id\":1} x",
+                            "{\"id\":1,\"d\":[[[}", "{\"id\":1,\"d\":\"abc}", "{id:1}"};
+    for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++)
+        assert_false(jscan_root_scalar(broken[i], strlen(broken[i]), "id", &v));
+    /* brackets inside strings do not count */
+    const char *strs = "{\"d\":[\"]]]\\\"\"],\"id\":7}";
+    assert_true(jscan_root_scalar(strs, strlen(strs), "id", &v));
+    assert_true(v.n == 1 && v.p[0] == '7');
+    free(deep);
+    free(frame);
 }
 
 static jspan_t parse(const char *s)
@@ -545,6 +688,10 @@ int main(void)
         cmocka_unit_test(root_span_and_types),
         cmocka_unit_test(error_positions),
         cmocka_unit_test(depth_limit),
+        cmocka_unit_test(depth_limit_chosen),
+        cmocka_unit_test(no_stack_growth),
+        cmocka_unit_test(index_with_deep_values),
+        cmocka_unit_test(root_scalar_recovery),
         cmocka_unit_test(member_iteration),
         cmocka_unit_test(array_iteration),
         cmocka_unit_test(obj_get_last_wins),
