@@ -81,7 +81,19 @@ int frame_decode(const char *p, size_t n, frame_t *f)
     memset(f, 0, offsetof(frame_t, ix));
     f->data_slot = f->payload_slot = JIX_NONE;
     /* The only pass over the text: it validates and indexes. */
-    if (jscan_validate_ix(p, n, &root, NULL, &f->ix, FRAME_IX_DEPTH))
+    int rc = jscan_validate_max(p, n, &root, NULL, &f->ix, FRAME_IX_DEPTH, FRAME_MAX_DEPTH);
+    if (rc == JSCAN_E_DEPTH) {
+        /* Valid as far as it went, only too deep: find who is waiting for it. */
+        uint64_t m;
+        f->mode = -1;
+        if (jscan_root_scalar(p, n, "id", &v) && !jnum_u53(v, &f->id) &&
+            jscan_root_scalar(p, n, "mode", &v) && !jnum_u53(v, &m) && m <= 2) {
+            f->mode = (int)m;
+            f->twoway = jscan_root_scalar(p, n, "twoway", &v) && v.t == JT_TRUE;
+        }
+        return FRAME_E_DEPTH;
+    }
+    if (rc)
         return FRAME_E_JSON;
     if (root.t != JT_OBJECT)
         return FRAME_E_SHAPE;
@@ -123,6 +135,7 @@ const char *frame_strerror(int err)
     case FRAME_OK: return "ok";
     case FRAME_E_JSON: return "not valid JSON";
     case FRAME_E_SHAPE: return "not a frame (id, mode or data missing or mistyped)";
+    case FRAME_E_DEPTH: return "nested too deeply";
     }
     return "unknown error";
 }

@@ -17,7 +17,13 @@ enum {
     FRAME_OK = 0,
     FRAME_E_JSON = -1,   /* not JSON */
     FRAME_E_SHAPE = -2,  /* JSON, but not a frame: missing/mistyped id, mode, data */
+    FRAME_E_DEPTH = -3,  /* nested deeper than FRAME_MAX_DEPTH */
 };
+
+/* Nesting a frame may have: a payload or result of JSCAN_MAX_DEPTH levels plus
+ * the envelope around it (the frame, its data, the {_correlationId, data}
+ * wrapper of a non-object payload) and some slack. */
+#define FRAME_MAX_DEPTH (JSCAN_MAX_DEPTH + 8)
 
 #define FRAME_ID_MAX 9007199254740991ULL /* 2^53 - 1 */
 #define FRAME_RETRY_AFTER_MAX 86400.0    /* seconds: a retryAfter is clamped to a day */
@@ -51,6 +57,10 @@ typedef struct frame {
 /* Index depth frame_decode records: frame, data, payload/result members. */
 #define FRAME_IX_DEPTH 3
 
+/* FRAME_OK or a FRAME_E_*. For FRAME_E_DEPTH the frame was not decoded, but
+ * when its top-level "id" and "mode" could be recovered (jscan_root_scalar) f->id,
+ * f->mode and f->twoway are set, so that the sender can be answered at once;
+ * otherwise f->mode is -1. */
 int frame_decode(const char *p, size_t n, frame_t *f);
 const char *frame_strerror(int err);
 /* For a message frame_decode refused (invalid UTF-8, too deep, a bad member):

@@ -289,6 +289,31 @@ static int flush_queue(wsconn_t *c)
     return 0;
 }
 
+#define XSTR_(x) #x
+#define XSTR(x)  XSTR_(x)
+
+/* A frame refused for its depth, whose id and mode could be read: its sender is
+ * told at once instead of waiting out its timeout. A REQUEST gets an error
+ * RESPONSE; a RESPONSE fails the request it answers with 502. */
+static void too_deep(wsconn_t *c, frame_t *f)
+{
+    static const char answer_msg[] =
+        "\"the answer is nested deeper than " XSTR(JSCAN_MAX_DEPTH) " levels\"";
+    LOG_DEBUG("frame nested too deeply", LF_STR("peer", c->key), LF_INT("mode", f->mode),
+              LF_UINT("id", f->id), LF_INT("limit", FRAME_MAX_DEPTH));
+    if (f->mode == FRAME_REQUEST && f->twoway) {
+        modem_respond_err(&c->modem, f->id, 400,
+                          "the payload is nested deeper than " XSTR(JSCAN_MAX_DEPTH) " levels");
+    } else if (f->mode == FRAME_RESPONSE) {
+        f->status = 502;
+        f->status_raw = (jspan_t){"502", 3, JT_NUMBER};
+        f->result = (jspan_t){NULL, 0, JT_NONE};
+        f->message = (jspan_t){answer_msg, sizeof(answer_msg) - 1, JT_STRING};
+        f->retry_after = 0;
+        modem_on_response(&c->modem, f);
+    }
+}
+
 static void dispatch(wsconn_t *c, const char *buf, size_t len)
 {
     wsnet_t *n = c->net;
@@ -298,6 +323,10 @@ static void dispatch(wsconn_t *c, const char *buf, size_t len)
     if (rc) {
         /* The reference ignores what it cannot parse; we count it and go on. */
         n->stats.bad_frames++;
+        if (rc == FRAME_E_DEPTH && f.mode >= 0) {
+            too_deep(c, &f);
+            return;
+        }
         LOG_DEBUG("bad frame dropped", LF_STR("peer", c->key), LF_STR("err", frame_strerror(rc)),
                   LF_UINT("len", len));
         /* a RESPONSE we cannot read still names the request it answers: fail

@@ -369,8 +369,12 @@ static void dispatch(apireq_t *r, const char *url, const char *method)
     /* validated and indexed in one pass: the call's correlation id lookup uses
      * the index (depth 2: the body's members, and those of POST /v1/call's data) */
     jindex_t ix;
-    if (r->body.len &&
-        jscan_validate_ix(sbuf_data(&r->body), r->body.len, &body, &errpos, &ix, 2))
+    int jrc = r->body.len ? jscan_validate_ix(sbuf_data(&r->body), r->body.len, &body, &errpos, &ix, 2)
+                          : JSCAN_OK;
+    if (jrc == JSCAN_E_DEPTH)
+        return answer_error(r, 400, 400, "body is nested deeper than %d levels (at byte %zu)",
+                            JSCAN_MAX_DEPTH, errpos);
+    if (jrc)
         return answer_error(r, 400, 400, "body is not valid JSON (at byte %zu)", errpos);
     r->ix = r->body.len ? &ix : NULL;
 

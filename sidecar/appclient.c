@@ -592,7 +592,16 @@ void app_outcome_from(const app_result_t *r, app_outcome_t *o)
         return;
     }
     jspan_t root;
-    bool json = r->body_len && jscan_validate(r->body, r->body_len, &root, NULL) == 0;
+    int jrc = r->body_len ? jscan_validate(r->body, r->body_len, &root, NULL) : JSCAN_E_SYNTAX;
+    bool json = jrc == JSCAN_OK;
+    if (jrc == JSCAN_E_DEPTH) {
+        /* JSON, but deeper than a frame may carry: said at once, not sent as a
+         * string or left for the caller to time out on */
+        o->status = 502;
+        snprintf(o->message, sizeof(o->message), "app answer is nested deeper than %d levels",
+                 JSCAN_MAX_DEPTH);
+        return;
+    }
     if (r->status >= 200 && r->status < 300) {
         o->status = 200;
         if (!r->body_len)

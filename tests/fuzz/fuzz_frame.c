@@ -1,7 +1,9 @@
 /* fuzz_frame: frame_decode on arbitrary bytes. A frame that decodes is encoded
  * again from its pieces with the frame_put_* encoders, and that text must decode
  * to the same frame. A REQUEST's payload also goes through frame_payload_with_cid,
- * whose output must be a JSON object carrying the correlation id it reported. */
+ * whose output must be a JSON object carrying the correlation id it reported.
+ * A frame refused for its depth is one jscan refuses for depth at FRAME_MAX_DEPTH,
+ * and what it recovers to answer the sender with is a valid id and mode. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,7 +145,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(p, data, size);
     frame_t f;
     int rc = frame_decode(p, size, &f);
-    CHECK(rc == FRAME_OK || rc == FRAME_E_JSON || rc == FRAME_E_SHAPE);
+    CHECK(rc == FRAME_OK || rc == FRAME_E_JSON || rc == FRAME_E_SHAPE || rc == FRAME_E_DEPTH);
+    if (rc == FRAME_E_DEPTH) {
+        CHECK(jscan_validate_max(p, size, NULL, NULL, NULL, 0, FRAME_MAX_DEPTH) == JSCAN_E_DEPTH);
+        CHECK(f.mode >= -1 && f.mode <= FRAME_ABORT);
+        if (f.mode >= 0)
+            CHECK(f.id <= FRAME_ID_MAX);
+    }
     if (rc == FRAME_OK) {
         CHECK(f.id <= FRAME_ID_MAX);
         switch (f.mode) {

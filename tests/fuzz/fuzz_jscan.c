@@ -11,7 +11,13 @@
  *    json_loadb(JSON_DECODE_ANY), and so must the decoded tree. Known, legitimate
  *    differences are excluded: jansson refuses integers beyond long long, reals
  *    that overflow a double, "\u0000" and lone surrogate escapes (RFC 8259 allows
- *    them; JavaScript accepts them), and nesting deeper than our limit. */
+ *    them; JavaScript accepts them), and nesting deeper than our limit;
+ *  - a refusal for depth (JSCAN_E_DEPTH) is only ever at a bracket that really
+ *    is one level too deep (jansson, up to its own limit, agrees), and is never
+ *    given for input that is bad JSON before that bracket;
+ *  - jscan_root_scalar (the recovery of a too-deep frame's id) stays inside its
+ *    input, returns only numbers and literals, and on valid objects agrees with
+ *    jobj_get. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -298,6 +304,46 @@ static void compare(jspan_t v, const json_t *j)
     }
 }
 
+/* Nesting at offset pos (brackets outside strings) of text that validated up
+ * to pos: the number of containers open there. */
+static size_t depth_at(const char *p, size_t pos)
+{
+    size_t d = 0;
+    for (size_t i = 0; i < pos; i++) {
+        if (p[i] == '"') {
+            for (i++; i < pos && p[i] != '"'; i++)
+                if (p[i] == '\\')
+                    i++;
+        } else if (p[i] == '{' || p[i] == '[') {
+            d++;
+        } else if (p[i] == '}' || p[i] == ']') {
+            d--;
+        }
+    }
+    return d;
+}
+
+static void check_root_scalar(const char *p, size_t size, int ok, jspan_t root)
+{
+    static const char *const names[] = {"id", "mode", "twoway", "a"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        jspan_t v, w;
+        bool got = jscan_root_scalar(p, size, names[i], &v);
+        if (got) {
+            CHECK(v.p >= p && v.p + v.n <= p + size && v.n > 0);
+            CHECK(v.t == JT_NUMBER || v.t == JT_TRUE || v.t == JT_FALSE || v.t == JT_NULL);
+        }
+        if (ok && root.t == JT_OBJECT) {
+            bool want = jobj_get(root, names[i], &w) && w.t != JT_STRING && w.t != JT_OBJECT &&
+                        w.t != JT_ARRAY;
+            if (got) /* what it finds is what jobj_get finds */
+                CHECK(want && w.p == v.p && w.n == v.n && w.t == v.t);
+            else if (!memchr(p, '\\', size)) /* keys without escapes: the same verdict */
+                CHECK(!want);
+        }
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *p = malloc(size ? size : 1);
@@ -305,7 +351,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(p, data, size);
     jspan_t root;
     size_t errpos = (size_t)-1;
-    int ok = jscan_validate(p, size, &root, &errpos) == 0;
+    int rc = jscan_validate(p, size, &root, &errpos);
+    int ok = rc == JSCAN_OK;
+    CHECK(rc == JSCAN_OK || rc == JSCAN_E_SYNTAX || rc == JSCAN_E_DEPTH);
+    if (rc == JSCAN_E_DEPTH) {
+        CHECK(errpos < size && (p[errpos] == '{' || p[errpos] == '['));
+        CHECK(depth_at(p, errpos) == JSCAN_MAX_DEPTH);
+    }
+    /* a lower limit refuses at the same place or earlier, never later */
+    size_t lerr = (size_t)-1;
+    int lrc = jscan_validate_max(p, size, NULL, &lerr, NULL, 0, (int)(size % 7));
+    if (ok)
+        CHECK(lrc == JSCAN_OK || lrc == JSCAN_E_DEPTH);
+    else
+        CHECK(lrc != JSCAN_OK && lerr <= errpos);
+    check_root_scalar(p, size, ok, root);
     static jindex_t ix;
     jspan_t iroot;
     size_t ierrpos = (size_t)-1;
@@ -334,6 +394,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             fprintf(stderr, "jscan accepts, jansson refuses: %s (at %d)\n", err.text, err.position);
             abort();
         }
+        if (rc == JSCAN_E_DEPTH && j)
+            CHECK(jansson_depth(j) > JSCAN_MAX_DEPTH);
         if (!ok && j && jansson_depth(j) <= JSCAN_MAX_DEPTH) {
             fprintf(stderr, "jansson accepts, jscan refuses at offset %zu\n", errpos);
             abort();

@@ -355,7 +355,7 @@ static void test_stream_limits(void **state)
     etcd_stream_free(&s);
     /* nesting deeper than the JSON scanner allows */
     etcd_stream_init(&s, 1 << 20);
-    char deep[600];
+    char deep[JSCAN_MAX_DEPTH + 100];
     memset(deep, '[', sizeof(deep));
     deep[0] = '{';
     assert_int_equal(etcd_stream_feed(&s, deep, sizeof(deep), on_msg, &m), -1);

@@ -688,6 +688,67 @@ static void retry_after_clamped(void **state)
     }
 }
 
+/* A payload `depth` levels deep: [[...[1]...]]. */
+static char *deep_payload(int depth)
+{
+    char *s = malloc(2 * (size_t)depth + 2);
+    memset(s, '[', (size_t)depth);
+    s[depth] = '1';
+    memset(s + depth + 1, ']', (size_t)depth);
+    s[2 * depth + 1] = '\0';
+    return s;
+}
+
+/* Frames carry payloads JSCAN_MAX_DEPTH deep; deeper ones are refused as
+ * FRAME_E_DEPTH with what is needed to answer the sender at once. */
+static void decode_depth(void **state)
+{
+    (void)state;
+    frame_t f;
+    sbuf_t b;
+    /* the deepest payload fits, with its envelope */
+    char *p = deep_payload(JSCAN_MAX_DEPTH);
+    sbuf_init(&b, 0, 0);
+    assert_int_equal(frame_put_request(&b, 7, true, "/x", 2, p, strlen(p)), 0);
+    assert_int_equal(frame_decode(sbuf_data(&b), b.len, &f), FRAME_OK);
+    assert_int_equal(f.payload.n, strlen(p));
+    sbuf_free(&b);
+    free(p);
+    /* one too deep: the frame is FRAME_MAX_DEPTH + 1 levels */
+    p = deep_payload(FRAME_MAX_DEPTH - 1);
+    sbuf_init(&b, 0, 0);
+    assert_int_equal(frame_put_request(&b, 7, true, "/x", 2, p, strlen(p)), 0);
+    assert_int_equal(frame_decode(sbuf_data(&b), b.len, &f), FRAME_E_DEPTH);
+    assert_int_equal(f.mode, FRAME_REQUEST);
+    assert_int_equal(f.id, 7);
+    assert_true(f.twoway);
+    sbuf_reset(&b);
+    assert_int_equal(frame_put_request(&b, 8, false, "/x", 2, p, strlen(p)), 0);
+    assert_int_equal(frame_decode(sbuf_data(&b), b.len, &f), FRAME_E_DEPTH);
+    assert_int_equal(f.id, 8);
+    assert_false(f.twoway);
+    sbuf_reset(&b);
+    assert_int_equal(frame_put_response_ok(&b, 9, p, strlen(p)), 0);
+    assert_int_equal(frame_decode(sbuf_data(&b), b.len, &f), FRAME_E_DEPTH);
+    assert_int_equal(f.mode, FRAME_RESPONSE);
+    assert_int_equal(f.id, 9);
+    sbuf_free(&b);
+    /* no usable id or mode: nobody to answer */
+    const char *tails[] = {"{\"id\":-1,\"mode\":0,\"data\":[%s]}", "{\"id\":1,\"mode\":3,\"data\":[%s]}",
+                           "{\"mode\":0,\"data\":[%s]}", "{\"id\":1,\"data\":[%s]}", "[[%s]]",
+                           "{\"id\":1,\"mode\":0,\"data\":[%s]"};
+    for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+        size_t n = strlen(p) + 64;
+        char *t = malloc(n);
+        snprintf(t, n, tails[i], p);
+        assert_int_equal(frame_decode(t, strlen(t), &f), FRAME_E_DEPTH);
+        assert_int_equal(f.mode, -1);
+        free(t);
+    }
+    assert_string_equal(frame_strerror(FRAME_E_DEPTH), "nested too deeply");
+    free(p);
+}
+
 int main(void)
 {
     rng_seed(0);
@@ -703,6 +764,7 @@ int main(void)
         cmocka_unit_test(decode_key_order_and_stream),
         cmocka_unit_test(decode_id_bounds),
         cmocka_unit_test(decode_malformed),
+        cmocka_unit_test(decode_depth),
         cmocka_unit_test(decode_response_status_forms),
         cmocka_unit_test(decode_response_fractional_status_not_200),
         cmocka_unit_test(decode_response_long_status_number),
