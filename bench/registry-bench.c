@@ -79,6 +79,9 @@ static struct {
     int         heartbeat_ms;
     int         parallel;
     double      connect_timeout;
+    int         first;          /* instance numbers start here (several tools, one mesh) */
+    int         id;             /* this tool's finders are 10.255.<id>.<n> */
+    long        expect;         /* instances the registry must count (0: ours) */
 } opt = {
     .host = "127.0.0.1", .port = 9000, .instances = 10000, .namespaces = 1000,
     .finders = 8, .depths = {32}, .ndepths = 1, .duration = 10, .warmup = 1,
@@ -184,6 +187,7 @@ static void conn_close(conn_t *c)
 
 static void instance_host(int i, char *out, size_t n)
 {
+    i += opt.first;
     snprintf(out, n, "10.%d.%d.%d", 1 + ((i >> 16) & 0xff), (i >> 8) & 0xff, i & 0xff);
 }
 
@@ -237,9 +241,10 @@ static void send_handshake(conn_t *c)
     char host[64], path[160], req[512];
     if (c->kind == K_INSTANCE) {
         instance_host((int)c->index, host, sizeof(host));
-        snprintf(path, sizeof(path), "/%s/9100/ns-%u", host, c->index % (unsigned)opt.namespaces);
+        snprintf(path, sizeof(path), "/%s/9100/ns-%u", host,
+                 (c->index + (unsigned)opt.first) % (unsigned)opt.namespaces);
     } else {
-        snprintf(path, sizeof(path), "/10.255.0.%u/9100/bench-finder", c->index + 1);
+        snprintf(path, sizeof(path), "/10.255.%d.%u/9100/bench-finder", opt.id, c->index + 1);
     }
     int n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -703,7 +708,11 @@ static void usage(FILE *f)
             "  --pid PID              the registry's pid, for RSS and CPU time\n"
             "  --sources N            loopback source addresses 127.0.0.2.. (0 = let the kernel pick) [8]\n"
             "  --heartbeat-ms MS      /-/heartbeat period per instance (0 = none) [10000]\n"
-            "  --parallel N           handshakes in progress at once [256]\n");
+            "  --parallel N           handshakes in progress at once [256]\n"
+            "  --first N              number of the first instance, for several tools on one mesh [0]\n"
+            "  --id N                 0..255: this tool's finders register as 10.255.N.x [0]\n"
+            "  --expect N             wait (up to 60 s) until the registry counts N instances, not\n"
+            "                         just ours (registry replicas sharing a view) [0]\n");
 }
 
 static void parse_depths(const char *s)
@@ -762,6 +771,9 @@ static void parse_args(int argc, char **argv)
         else if (!strcmp(a, "--sources")) opt.sources = atoi(v);
         else if (!strcmp(a, "--heartbeat-ms")) opt.heartbeat_ms = atoi(v);
         else if (!strcmp(a, "--parallel")) opt.parallel = atoi(v);
+        else if (!strcmp(a, "--first")) opt.first = atoi(v);
+        else if (!strcmp(a, "--id")) opt.id = atoi(v);
+        else if (!strcmp(a, "--expect")) opt.expect = atol(v);
         else {
             fprintf(stderr, "registry-bench: unknown option %s\n", a);
             usage(stderr);
@@ -769,7 +781,9 @@ static void parse_args(int argc, char **argv)
         }
     }
     if (opt.port < 1 || opt.port > 65535 || opt.instances < 0 || opt.namespaces < 1 ||
-        opt.finders < 1 || opt.duration <= 0 || opt.warmup < 0 || opt.sources < 0 || opt.parallel < 1) {
+        opt.finders < 1 || opt.duration <= 0 || opt.warmup < 0 || opt.sources < 0 || opt.parallel < 1 ||
+        opt.first < 0 || opt.first > 0xfeffff - opt.instances || opt.id < 0 || opt.id > 255 ||
+        opt.expect < 0) {
         fprintf(stderr, "registry-bench: a value is out of range\n");
         exit(2);
     }
@@ -853,13 +867,19 @@ int main(int argc, char **argv)
     for (int i = 0; i < 20; i++)
         poll_once(5, 0);
     long counted = health_instances();
+    /* Replicas sharing a view through a store count the others' instances too, once
+     * they have arrived. */
+    for (int i = 0; opt.expect && counted < opt.expect && i < 600; i++) {
+        poll_once(100, 0);
+        counted = health_instances();
+    }
     long rss_loaded = opt.pid ? proc_status_kb(opt.pid, "VmRSS") : -1;
     fprintf(stderr, "registry-bench: registry counts %ld instances; RSS %ld kB\n", counted, rss_loaded);
 
     /* the phases */
     char phases[4096];
     size_t plen = 0;
-    bool ok = counted == (long)nconns;
+    bool ok = opt.expect ? counted >= opt.expect : counted == (long)nconns;
     for (int ph = 0; ph < opt.ndepths; ph++) {
         unsigned depth = (unsigned)opt.depths[ph];
         double rate = opt.rates[ph];
