@@ -570,7 +570,7 @@ static void grant_done(void *arg, long status, const char *body, size_t n, const
         if (status == 200)
             e->bad_answers++;
         etcd_next_endpoint(&e->cli, e->cli.cur);
-    } else if (e->up) {
+    } else if (e->up || !e->grant_backoff) {
         LOG_WARN("etcd: lease grant failed", LF_STR("error", err));
     }
     e->up = false;

@@ -3,7 +3,9 @@
 // (--store etcd): cross-replica find and exclude, clean close, a replica killed,
 // a replica started later, one etcd member down, quorum lost and healed, etcd
 // wiped and restarted, a compacted watch revision, readiness and the store state
-// in health and metrics. Node reference-compatible apps and real sidecars are
+// in health and metrics, foreign and forged entries under the prefix, a broken
+// etcd (a fake server: garbage, oversized and truncated answers), TLS with a client
+// certificate. Node reference-compatible apps and real sidecars are
 // spread over the replicas. Lease TTL 2000 ms throughout.
 //
 // Run: MICRO_BUILD_DIR=$PWD/build node --test tests/integration/registry-etcd.test.js
@@ -313,6 +315,110 @@ describe('micro-registry --store etcd', { skip }, () => {
     for (const reg of reps) assert.deepEqual((await listed(reg)).mv, [`${HOST}:${port}`]);
     second.close();
     for (const reg of reps) await waitFor(async () => !(await listed(reg)).mv, { timeoutMs: 2000 });
+  });
+
+  test('foreign and forged entries under the prefix are skipped and counted, never served', async (t) => {
+    const etcd = await startEtcdCluster(t, { members: 1 });
+    const r1 = await startReplica(t, etcd.endpoints);
+    const ok = await instance(t, r1, 'real');
+    const r2 = await startReplica(t, etcd.endpoints);
+    const b64 = (x) => Buffer.from(x).toString('base64');
+    const put = (k, v) => etcd.api('/v3/kv/put', { key: b64(k), value: b64(v) });
+    await put('/micro-test/instances/10.0.0.9:1', 'not json');
+    await put('/micro-test/instances/10.0.0.9:2', JSON.stringify({ replica: 'x', ns: 'evil\u202eb' }));
+    await put('/micro-test/instances/10.0.0.9:3', JSON.stringify({ replica: 'x', ns: 'a\nlevel=error' }));
+    await put('/micro-test/instances/x verified=true:4', JSON.stringify({ replica: 'x', ns: 'z' }));
+    await put('/micro-test/instances/nope', JSON.stringify({ replica: 'x', ns: 'z' }));
+    await put('/micro-test/other', 'junk');
+    await put('/micro-test/instances/10.0.0.9:5', JSON.stringify({ replica: 'x', ns: 'ok-foreign' }));
+    // the well-formed foreign entry is an instance like any other; the rest are not
+    await waitListed(r2, 'ok-foreign', ['10.0.0.9:5']);
+    assert.deepEqual(Object.keys(await listed(r2)).sort(), ['ok-foreign', 'real']);
+    assert.deepEqual((await listed(r2)).real, [ok.key]);
+    const m = (await httpJson('GET', `${r2.http}/metrics`)).text;
+    const bad = Number(m.match(/^micro_registry_store_bad_answers_total (\d+)/m)[1]);
+    assert.ok(bad >= 4, `bad entries counted (${bad})`);
+    // a replica started now reads them in its first range: the same outcome
+    const r3 = await startReplica(t, etcd.endpoints);
+    assert.deepEqual(await listed(r3), await listed(r2));
+    assert.equal((await health(r3)).store.state, 'synced');
+  });
+
+  test('a broken etcd (garbage, oversized, truncated answers) is logged, never a crash', async (t) => {
+    const http = require('node:http');
+    let mode = 'garbage';
+    const srv = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (mode === 'garbage') return res.end('\u0000\u00ff{{{ not json');
+        if (mode === 'hugewatch' && req.url !== '/v3/watch') {
+          // a sane etcd but for the watch
+          if (req.url === '/v3/lease/grant') return res.end('{"header":{"revision":"1"},"ID":"7","TTL":"10"}');
+          if (req.url === '/v3/lease/keepalive') return res.end('{"result":{"header":{"revision":"1"},"ID":"7","TTL":"10"}}');
+          return res.end('{"header":{"cluster_id":"1","revision":"1"},"succeeded":true}');
+        }
+        if (mode === 'huge' || mode === 'hugewatch') {
+          // a watch message that never ends: bigger than the limit
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.write('{"result":{"events":[');
+          const chunk = '{"kv":{"key":"QUFB","value":"QUFB"}},'.repeat(1000);
+          let sent = 0;
+          const pump = () => {
+            while (sent < 12 << 20) {
+              sent += chunk.length;
+              if (!res.write(chunk)) return res.once('drain', pump);
+            }
+            res.end();
+          };
+          return pump();
+        }
+        if (mode === 'errors') return res.writeHead(500).end('{"error":"etcdserver: \\u001b[31mboom","code":2}');
+        res.socket.destroy(); // truncated
+      });
+    });
+    await new Promise((r) => srv.listen(0, HOST, r));
+    t.after(() => srv.close());
+    const url = `http://${HOST}:${srv.address().port}`;
+    const reg = await startReplica(t, [url], { waitReady: false });
+    const p = await instance(t, reg, 'local');
+    for (const m of ['garbage', 'huge', 'errors', 'truncated']) {
+      mode = m;
+      await waitFor(() => /etcd: /.test(reg.proc.stderr.split('\n').slice(-20).join('\n')), { timeoutMs: 5000 });
+      await new Promise((r) => setTimeout(r, 700));
+      assert.equal(reg.proc.exited, false, `survives ${m}`);
+      const hb = await health(reg);
+      assert.equal(hb.store.state, 'syncing');
+      assert.deepEqual((await listed(reg)).local, [p.key], 'local registrations keep working');
+    }
+    assert.equal((await httpJson('GET', `${reg.http}/-/ready`)).status, 503, 'never synced: not ready');
+    assert.doesNotMatch(reg.proc.stderr, /\u001b/, 'no control characters from etcd in the log');
+    // sane but for a watch stream that sends one endless message: synced, then the
+    // watch is cut at the limit and resumed, again and again, and nothing else moves
+    mode = 'hugewatch';
+    await waitReady(reg);
+    await waitFor(() => (reg.proc.stderr.match(/watch ended: resuming/g) || []).length >= 2, { timeoutMs: 10000 });
+    assert.match(reg.proc.stderr, /bad data|larger than/);
+    assert.equal(reg.proc.exited, false);
+    assert.deepEqual((await listed(reg)).local, [p.key]);
+  });
+
+  test('TLS: https endpoints with a CA and a client certificate; without the certificate no sync', async (t) => {
+    const etcd = await startEtcdCluster(t, { members: 1, tls: true });
+    const c = etcd.certs;
+    const tlsArgs = ['--etcd-ca-file', c.ca, '--etcd-cert-file', c.clientCert, '--etcd-key-file', c.clientKey];
+    const r1 = await startReplica(t, etcd.endpoints, { args: tlsArgs });
+    const r2 = await startReplica(t, etcd.endpoints, { args: tlsArgs });
+    const a = await instance(t, r1, 'secure');
+    await waitListed(r2, 'secure', [a.key], 3000);
+    assert.equal((await health(r2)).store.state, 'synced');
+    // the CA alone: etcd refuses the handshake (client-cert-auth), the replica never syncs
+    const bare = await startReplica(t, etcd.endpoints, { args: ['--etcd-ca-file', c.ca], waitReady: false });
+    await waitFor(() => /etcd: (resync|lease grant) failed/.test(bare.proc.stderr), { timeoutMs: 5000 });
+    assert.equal((await httpJson('GET', `${bare.http}/-/ready`)).status, 503);
+    // no CA: etcd's certificate is not trusted
+    const noca = await startReplica(t, etcd.endpoints, { waitReady: false });
+    await waitFor(() => /certificate|SSL/i.test(noca.proc.stderr), { timeoutMs: 5000 });
+    assert.equal((await httpJson('GET', `${noca.http}/-/ready`)).status, 503);
   });
 
   test('flag errors: --store etcd needs endpoints, bad URLs and prefixes are refused', async (t) => {

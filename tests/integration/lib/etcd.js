@@ -14,6 +14,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const net = require('node:net');
+const https = require('node:https');
 const { execFileSync } = require('node:child_process');
 const h = require(path.join(__dirname, '..', '..', 'node', 'lib', 'harness'));
 
@@ -30,9 +31,31 @@ function etcdSkipReason() {
   return `${etcdBin()} not installed (scripts/install-deps.sh --test)`;
 }
 
-async function startEtcdCluster(t, { members = 3 } = {}) {
+/**
+ * A CA, a server certificate for 127.0.0.1 and a client certificate, made with the
+ * openssl command line in dir: {ca, serverCert, serverKey, clientCert, clientKey}.
+ */
+function makeCerts(dir) {
+  const f = (n) => path.join(dir, n);
+  const run = (...a) => execFileSync('openssl', a, { stdio: 'pipe' });
+  run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=micro-test-ca',
+    '-keyout', f('ca.key'), '-out', f('ca.pem'));
+  fs.writeFileSync(f('server.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n');
+  fs.writeFileSync(f('client.ext'), 'extendedKeyUsage=clientAuth\n');
+  for (const [name, cn] of [['server', 'etcd'], ['client', 'micro-registry']]) {
+    run('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`));
+    run('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial',
+      '-days', '2', '-extfile', f(`${name}.ext`), '-out', f(`${name}.pem`));
+  }
+  return { ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
+}
+
+/** opts: members (3); tls: true = https client URLs that require a client certificate (c.certs). */
+async function startEtcdCluster(t, { members = 3, tls = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'micro-etcd-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const certs = tls ? makeCerts(dir) : null;
+  const scheme = tls ? 'https' : 'http';
   const ms = [];
   for (let i = 0; i < members; i++) {
     ms.push({ name: `m${i}`, client: await h.freePort(), peer: await h.freePort(), proc: null });
@@ -41,15 +64,16 @@ async function startEtcdCluster(t, { members = 3 } = {}) {
   const cluster = ms.map((m) => `${m.name}=http://${HOST}:${m.peer}`).join(',');
   const c = {
     dir,
+    certs,
     members: ms,
-    endpoints: ms.map((m) => `http://${HOST}:${m.client}`),
+    endpoints: ms.map((m) => `${scheme}://${HOST}:${m.client}`),
     launch(i, state) {
       const m = ms[i];
       const args = [
         '--name', m.name,
         '--data-dir', path.join(dir, `${m.name}-${token}`),
-        '--listen-client-urls', `http://${HOST}:${m.client}`,
-        '--advertise-client-urls', `http://${HOST}:${m.client}`,
+        '--listen-client-urls', `${scheme}://${HOST}:${m.client}`,
+        '--advertise-client-urls', `${scheme}://${HOST}:${m.client}`,
         '--listen-peer-urls', `http://${HOST}:${m.peer}`,
         '--initial-advertise-peer-urls', `http://${HOST}:${m.peer}`,
         '--initial-cluster', cluster,
@@ -61,19 +85,51 @@ async function startEtcdCluster(t, { members = 3 } = {}) {
         '--logger', 'zap',
         '--log-level', 'error',
       ];
+      if (certs) {
+        args.push('--cert-file', certs.serverCert, '--key-file', certs.serverKey, '--trusted-ca-file', certs.ca,
+          '--client-cert-auth');
+      }
       m.proc = h.spawnProc(etcdBin(), args, { t, name: `etcd ${m.name}` });
     },
     async waitHealthy(indexes = ms.map((_, i) => i)) {
       await h.waitFor(
         async () => {
           for (const i of indexes) {
-            const r = await h.httpJson('GET', `${c.endpoints[i]}/health`, undefined, {}, { timeoutMs: 1000 });
+            const r = await c.request('GET', `${c.endpoints[i]}/health`);
             if (r.status !== 200 || !r.body || r.body.health !== 'true') return false;
           }
           return true;
         },
         { timeoutMs: 20000, intervalMs: 100, message: 'etcd members healthy' },
       );
+    },
+    /** An HTTP(S) request to a member (with the client certificate under TLS). */
+    request(method, url, body) {
+      if (!certs) return h.httpJson(method, url, body, {}, { timeoutMs: 3000 });
+      return new Promise((resolve, reject) => {
+        const data = body === undefined ? undefined : JSON.stringify(body);
+        const req = https.request(url, {
+          method,
+          ca: fs.readFileSync(certs.ca),
+          cert: fs.readFileSync(certs.clientCert),
+          key: fs.readFileSync(certs.clientKey),
+          headers: data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {},
+          timeout: 3000,
+        }, (res) => {
+          let text = '';
+          res.on('data', (d) => (text += d));
+          res.on('end', () => {
+            let parsed;
+            try {
+              parsed = JSON.parse(text);
+            } catch {}
+            resolve({ status: res.statusCode, text, body: parsed });
+          });
+        });
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', reject);
+        req.end(data);
+      });
     },
     async kill(i) {
       const p = ms[i].proc;
@@ -96,7 +152,7 @@ async function startEtcdCluster(t, { members = 3 } = {}) {
       for (let i = 0; i < ms.length; i++) {
         if (!ms[i].proc || ms[i].proc.exited) continue;
         try {
-          const r = await h.httpJson('POST', `${c.endpoints[i]}${p}`, body, {}, { timeoutMs: 3000 });
+          const r = await c.request('POST', `${c.endpoints[i]}${p}`, body);
           if (r.status === 200) return r.body;
           last = new Error(`${p}: ${r.status} ${r.text}`);
         } catch (e) {
