@@ -287,6 +287,11 @@ describe('micro-registry --store etcd', { skip }, () => {
     await instance(t, r1, 'c');
     await instance(t, r1, 'd');
     await waitFor(async () => ((await listed(r1)).c || []).length === 1 && (await listed(r1)).d, { timeoutMs: 3000 });
+    // r1's writes are in etcd (the delete too) before the compaction covers them
+    await waitFor(async () => {
+      const keys = Object.keys(await etcd.keys('/micro-test/instances/'));
+      return keys.length === 2 && !keys.includes(`/micro-test/instances/${gone.key}`);
+    }, { timeoutMs: 5000, message: "r1's writes reached etcd" });
     await etcd.compact();
     assert.equal(((await listed(r2)).c || []).length, 1, 'r2 still shows its last view');
     proxy.heal();
@@ -341,7 +346,7 @@ describe('micro-registry --store etcd', { skip }, () => {
     // a replica started now reads them in its first range: the same outcome
     const r3 = await startReplica(t, etcd.endpoints);
     assert.deepEqual(await listed(r3), await listed(r2));
-    assert.equal((await health(r3)).store.state, 'synced');
+    await waitFor(async () => (await health(r3)).store.state === 'synced', { timeoutMs: 5000 });
   });
 
   test('a broken etcd (garbage, oversized, truncated answers) is logged, never a crash', async (t) => {
