@@ -911,6 +911,12 @@ int wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
         iface = bind;
         if (!strchr(bind, ':'))
             opts = LWS_SERVER_OPTION_DISABLE_IPV6;
+        else if (!ipv6_available()) {
+            /* lws would log that it cannot open the socket and carry on without
+             * a listener */
+            LOG_ERROR("no IPv6 on this host", LF_STR("bind", bind));
+            return -1;
+        }
     }
     if (dual && !ipv6_available()) {
         LOG_WARN("no IPv6 on this host: listening on IPv4 only", LF_STR("bind", "::"), LF_INT("port", port));
