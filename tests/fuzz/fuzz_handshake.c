@@ -1,8 +1,11 @@
-/* fuzz_handshake: addr_parse_handshake and addr_parse_key on arbitrary bytes.
+/* fuzz_handshake: addr_parse_handshake, addr_parse_key and addr_host_unbracket
+ * on arbitrary bytes.
  * Whatever parses must be well formed (host 1..255 bytes without brackets or '/',
  * an IP or DNS name, port 1..65535, namespace inside the input, valid UTF-8 without
  * control characters) and, for inputs without NUL bytes,
- * must survive a build/format → parse round trip unchanged. */
+ * must survive a build/format → parse round trip unchanged. A bracketed key
+ * written as the reference writes it ("::1:80") parses to the same peer. A host
+ * that unbrackets has no brackets left, and had them only around an IPv6 address. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +73,29 @@ static void fuzz_key(const char *p, size_t n, int has_nul)
     addr_t b;
     CHECK(addr_parse_key(key, (size_t)len, &b) == ADDR_OK);
     CHECK(!strcmp(a.host, b.host) && a.port == b.port);
+    char ref[ADDR_KEY_MAX];
+    int rl = addr_key_reference_form(key, ref, sizeof(ref));
+    CHECK((rl > 0) == (key[0] == '['));
+    if (rl > 0 && addr_is_ipv6(a.host, strlen(a.host))) {
+        addr_t c;
+        CHECK(addr_parse_key(ref, (size_t)rl, &c) == ADDR_OK);
+        CHECK(!strcmp(a.host, c.host) && a.port == c.port);
+    }
+}
+
+static void fuzz_unbracket(const char *p, size_t n, int has_nul)
+{
+    char out[ADDR_HOST_MAX];
+    int rc = addr_host_unbracket(p, n, out, sizeof(out));
+    CHECK(rc == ADDR_E_HOST || (rc > 0 && (size_t)rc < sizeof(out)));
+    if (rc < 0)
+        return;
+    CHECK(!memchr(out, '[', (size_t)rc) && !memchr(out, ']', (size_t)rc));
+    CHECK((size_t)rc == n || (size_t)rc == n - 2);
+    if ((size_t)rc == n - 2)
+        CHECK(p[0] == '[' && addr_is_ipv6(out, (size_t)rc));
+    if (!has_nul)
+        CHECK(strlen(out) == (size_t)rc);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -81,6 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int has_nul = memchr(p, '\0', size) != NULL;
     fuzz_handshake(p, size, has_nul);
     fuzz_key(p, size, has_nul);
+    fuzz_unbracket(p, size, has_nul);
     free(p);
     return 0;
 }
