@@ -1,5 +1,6 @@
 /* Unit tests for libmicro/hmap.c: put/get/replace/delete, the "same value" delete,
- * growth, backward-shift deletion against a reference model, and iteration. */
+ * growth, backward-shift deletion against a reference model, iteration, and the
+ * keyed hash (SipHash-2-4 reference vectors, a random key per map). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -184,12 +185,17 @@ static void random_against_reference(void **state)
 
 /* Inserts names[order[0..n)] into a fresh 16-slot map, deletes each one in turn
  * (from a fresh copy every time) and checks that all the others are still found. */
+/* The cluster tests need to know where keys land, so they use a map with a
+ * fixed hash key. */
+#define WRAP_K0 0x0706050403020100ULL
+#define WRAP_K1 0x0f0e0d0c0b0a0908ULL
+
 static void delete_each(char names[][8], const int *order, size_t n)
 {
     static int v[512];
     for (size_t d = 0; d < n; d++) {
         hmap_t c;
-        hmap_init(&c);
+        hmap_init_keyed(&c, WRAP_K0, WRAP_K1);
         for (size_t i = 0; i < n; i++)
             hmap_put(&c, names[order[i]], strlen(names[order[i]]), &v[order[i]], NULL);
         assert_int_equal(c.cap, 16);
@@ -208,9 +214,11 @@ static void wraparound_cluster(void **state)
     (void)state;
     static char names[512][8];
     int n14 = 0, n15 = 0, n0 = 0, at14[3], at15[3], at0[2];
+    hmap_t k;
+    hmap_init_keyed(&k, WRAP_K0, WRAP_K1);
     for (int i = 0; i < 512 && (n14 < 3 || n15 < 3 || n0 < 2); i++) {
         snprintf(names[i], sizeof(names[i]), "k%d", i);
-        uint64_t home = hmap_hash(names[i], strlen(names[i])) & 15;
+        uint64_t home = hmap_hash(&k, names[i], strlen(names[i])) & 15;
         if (home == 14 && n14 < 3)
             at14[n14++] = i;
         else if (home == 15 && n15 < 3)
@@ -267,9 +275,94 @@ static void iteration_visits_each_once(void **state)
 static void hash_is_never_zero_and_stable(void **state)
 {
     (void)state;
-    assert_int_not_equal(hmap_hash("", 0), 0);
-    assert_int_equal(hmap_hash("abc", 3), hmap_hash("abc", 3));
-    assert_int_not_equal(hmap_hash("abc", 3), hmap_hash("abd", 3));
+    hmap_t h;
+    hmap_init_keyed(&h, 1, 2);
+    assert_int_not_equal(hmap_hash(&h, "", 0), 0);
+    assert_int_equal(hmap_hash(&h, "abc", 3), hmap_hash(&h, "abc", 3));
+    assert_int_not_equal(hmap_hash(&h, "abc", 3), hmap_hash(&h, "abd", 3));
+}
+
+/* The reference implementation's vectors (vectors_sip64 in the SipHash repository,
+ * the n = 15 one is the paper's worked example): key 00 01 .. 0f, message
+ * 00 01 .. n-1. Covers the empty message, every tail length and whole words. */
+static void siphash_reference_vectors(void **state)
+{
+    (void)state;
+    static const uint64_t want[17] = {
+        0x726fdb47dd0e0e31ULL, 0x74f839c593dc67fdULL, 0x0d6c8009d9a94f5aULL,
+        0x85676696d7fb7e2dULL, 0xcf2794e0277187b7ULL, 0x18765564cd99a68dULL,
+        0xcbc9466e58fee3ceULL, 0xab0200f58b01d137ULL, 0x93f5f5799a932462ULL,
+        0x9e0082df0ba9e4b0ULL, 0x7a5dbbc594ddb9f3ULL, 0xf4b32f46226bada7ULL,
+        0x751e8fbc860ee5fbULL, 0x14ea5627c0843d90ULL, 0xf723ca908e7af2eeULL,
+        0xa129ca6149be45e5ULL, 0x3f2acc7f57c29bdbULL,
+    };
+    unsigned char msg[64];
+    for (int i = 0; i < 64; i++)
+        msg[i] = (unsigned char)i;
+    for (size_t n = 0; n < 17; n++)
+        assert_true(hmap_siphash(0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL, msg, n) == want[n]);
+    assert_true(hmap_siphash(0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL, msg, 32) ==
+                0x7127512f72f27cceULL);
+    /* the map's slot hash is that SipHash under the map's key */
+    hmap_t h;
+    hmap_init_keyed(&h, 0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL);
+    assert_true(hmap_hash(&h, msg, 15) == 0xa129ca6149be45e5ULL);
+}
+
+/* hmap_init draws a random key at the first insert: two maps (as two processes
+ * would) place the same keys differently, and a map that never held anything
+ * has drawn nothing. */
+static void unkeyed_maps_draw_random_keys(void **state)
+{
+    (void)state;
+    hmap_t a, b;
+    hmap_init(&a);
+    hmap_init(&b);
+    assert_int_equal(a.keyed, 0);
+    int v = 1;
+    hmap_put(&a, "x", 1, &v, NULL);
+    hmap_put(&b, "x", 1, &v, NULL);
+    assert_int_equal(a.keyed, 1);
+    assert_int_equal(b.keyed, 1);
+    assert_false(a.k0 == b.k0 && a.k1 == b.k1);
+    assert_true(hmap_hash(&a, "payments", 8) != hmap_hash(&b, "payments", 8));
+    /* the key survives a free: entries put again hash as before */
+    uint64_t k0 = a.k0;
+    hmap_free(&a);
+    assert_true(a.k0 == k0);
+    assert_null(hmap_gets(&a, "x"));
+    hmap_put(&a, "x", 1, &v, NULL);
+    assert_ptr_equal(hmap_gets(&a, "x"), &v);
+    hmap_free(&a);
+    hmap_free(&b);
+}
+
+/* Keys that all share a home slot under one map's key spread out under another
+ * key: what an attacker precomputes offline is worth nothing in the process. */
+static void precomputed_collisions_do_not_collide(void **state)
+{
+    (void)state;
+    hmap_t fixed;
+    hmap_init_keyed(&fixed, 0, 0);
+    enum { N = 64 };
+    static char keys[N][16];
+    int n = 0;
+    for (int i = 0; n < N; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "ns-%d", i);
+        if ((hmap_hash(&fixed, k, strlen(k)) & 1023) == 7)
+            memcpy(keys[n++], k, sizeof(k));
+    }
+    hmap_t h;
+    hmap_init(&h);
+    int v = 1;
+    for (int i = 0; i < N; i++)
+        hmap_put(&h, keys[i], strlen(keys[i]), &v, NULL);
+    int same = 0;
+    for (int i = 0; i < N; i++)
+        same += (hmap_hash(&h, keys[i], strlen(keys[i])) & 1023) == 7;
+    assert_true(same < 8); /* ~N/1024 expected; all N would be the flood */
+    hmap_free(&h);
 }
 
 int main(void)
@@ -284,6 +377,9 @@ int main(void)
         cmocka_unit_test(wraparound_cluster),
         cmocka_unit_test(iteration_visits_each_once),
         cmocka_unit_test(hash_is_never_zero_and_stable),
+        cmocka_unit_test(siphash_reference_vectors),
+        cmocka_unit_test(unkeyed_maps_draw_random_keys),
+        cmocka_unit_test(precomputed_collisions_do_not_collide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
