@@ -648,7 +648,8 @@ async function libFloor() {
 }
 
 async function registryBench() {
-  const reg = await startRegistry('registry-bench-target', ['--max-connections', '20000', '--heartbeat-timeout-ms', '60000']);
+  const reg = await startRegistry('registry-bench-target', ['--max-connections', '20000', '--heartbeat-timeout-ms', '60000',
+    '--max-connections-per-address', '0']); // 10,000 instances from 8 source addresses
   const args = ['--port', String(reg.port), '--pid', String(reg.p.pid), '--instances', String(opt.registryInstances),
     '--namespaces', String(Math.max(1, Math.round(opt.registryInstances / 10))), '--finders', '8',
     '--phases', opt.smoke ? '32,32@5000' : '32,32@50000,1', '--duration', String(opt.smoke ? 2 : 10), '--warmup', '1'];

@@ -10,14 +10,24 @@
 /* One registered connection. The namespace keeps instances in an array so that a
  * uniform random choice is one index; `idx` makes removal O(1) (swap with last). */
 typedef struct nsentry nsentry_t;
+typedef struct srcentry srcentry_t;
 typedef struct instance {
-    wsconn_t  *conn;     /* NULL: a remote instance (another replica holds it) */
-    nsentry_t *ns;
-    size_t     idx;
-    int64_t    last_heartbeat_ms;
-    unsigned   gen;      /* remote: the resync that last saw it */
-    char       key[];    /* "host:port", allocated to size: 10,000 instances */
+    wsconn_t   *conn;    /* NULL: a remote instance (another replica holds it) */
+    nsentry_t  *ns;
+    srcentry_t *src;     /* the address the connection comes from (NULL: remote) */
+    size_t      idx;
+    int64_t     last_heartbeat_ms;
+    unsigned    gen;     /* remote: the resync that last saw it */
+    uint64_t    excl_gen;/* == registry find_gen: excluded by the find being served */
+    char        key[];   /* "host:port", allocated to size: 10,000 instances */
 } instance_t;
+
+/* Instances per source address, for --max-connections-per-address and for the
+ * replacement rule (on_accept). Freed with its last instance. */
+struct srcentry {
+    size_t n;
+    char   ip[];
+};
 
 struct nsentry {
     char         name[ADDR_NS_MAX];
@@ -78,6 +88,59 @@ static void instance_drop(registry_t *r, instance_t *in)
     hmap_del_if(&r->by_key, in->key, strlen(in->key), in);
 }
 
+/* The address a connection comes from, as a handshake would claim it (an
+ * IPv4-mapped IPv6 source reads as the IPv4 address). */
+static void source_of(struct lws *wsi, char *out, size_t outlen)
+{
+    char ip[64] = "";
+    lws_get_peer_simple(wsi, ip, sizeof(ip));
+    snprintf(out, outlen, "%s", strncmp(ip, "::ffff:", 7) ? ip : ip + 7);
+}
+
+static int src_attach(registry_t *r, instance_t *in, const char *ip)
+{
+    srcentry_t *se = hmap_gets(&r->by_src, ip);
+    if (!se) {
+        size_t len = strlen(ip);
+        int err;
+        se = calloc(1, sizeof(*se) + len + 1);
+        if (!se)
+            return -1;
+        memcpy(se->ip, ip, len + 1);
+        hmap_put(&r->by_src, se->ip, len, se, &err);
+        if (err) {
+            free(se);
+            return -1;
+        }
+    }
+    se->n++;
+    in->src = se;
+    return 0;
+}
+
+/* Out of membership (instance_drop) and its address count; frees it. */
+static void instance_free(registry_t *r, instance_t *in)
+{
+    srcentry_t *se = in->src;
+    if (se && --se->n == 0) {
+        hmap_del_if(&r->by_src, se->ip, strlen(se->ip), se);
+        free(se);
+    }
+    free(in);
+}
+
+/* A live registration is one whose connection is open and heartbeating; a newcomer
+ * from another address may take over its key only once it has been silent for
+ * half the heartbeat timeout (its pod is gone, the eviction is on its way). A
+ * remote instance (--store etcd: another replica holds it) is not judged here: we
+ * know neither its source nor its heartbeats, and the store decides which of two
+ * registrations is newer. */
+static bool instance_live(const registry_t *r, const instance_t *in)
+{
+    return in->conn && !in->conn->closing &&
+           now_ms() - in->last_heartbeat_ms < r->cfg.heartbeat_timeout_ms / 2;
+}
+
 /* ---- connection events ---- */
 
 static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const char *ns)
@@ -92,16 +155,36 @@ static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const ch
             return -1;
         }
     }
-    if (r->cfg.verify_peer_address) {
-        char ip[64];
-        lws_get_peer_simple(wsi, ip, sizeof(ip));
-        const char *p = ip;
-        if (!strncmp(p, "::ffff:", 7))
-            p += 7;
-        if (strcmp(p, caller->host) != 0) {
-            LOG_WARN("handshake refused: claimed host is not the source address",
-                     LF_STR("claimed", caller->host), LF_STR("source", ip),
-                     LF_STR("ns", ns));
+    char src[64], key[ADDR_KEY_MAX];
+    source_of(wsi, src, sizeof(src));
+    if (r->cfg.verify_peer_address && strcmp(src, caller->host) != 0) {
+        LOG_WARN("handshake refused: claimed host is not the source address",
+                 LF_STR("claimed", caller->host), LF_STR("source", src), LF_STR("ns", ns));
+        return -1;
+    }
+    /* The replacement rule: a key that is registered and live is taken over only by
+     * a connection from the same source address (the same pod reconnecting or
+     * restarted). Anyone else claiming it is refused, however often it tries, so a
+     * flapping impostor never displaces the real instance. */
+    addr_format_key(caller->host, caller->port, key, sizeof(key));
+    instance_t *old = hmap_gets(&r->by_key, key);
+    bool same_src = old && old->src && !strcmp(old->src->ip, src);
+    if (old && !same_src && instance_live(r, old)) {
+        r->refused_takeover++;
+        LOG_WARN("handshake refused: the key is registered from another address", LF_STR("key", key),
+                 LF_STR("source", src), LF_STR("registered_from", old->src ? old->src->ip : ""),
+                 LF_STR("ns", ns));
+        return -1;
+    }
+    /* One address may hold at most --max-connections-per-address registrations, so
+     * it cannot take all of --max-connections. A same-address replacement does not
+     * add one. */
+    if (r->cfg.max_connections_per_address > 0 && !same_src) {
+        srcentry_t *se = hmap_gets(&r->by_src, src);
+        if (se && se->n >= (size_t)r->cfg.max_connections_per_address) {
+            r->refused_per_address++;
+            LOG_WARN("handshake refused: too many connections from this address", LF_STR("source", src),
+                     LF_INT("limit", r->cfg.max_connections_per_address), LF_STR("ns", ns));
             return -1;
         }
     }
@@ -120,11 +203,20 @@ static void on_open(wsconn_t *c)
     memcpy(in->key, c->key, klen + 1);
     in->conn = c;
     in->last_heartbeat_ms = now_ms();
+    char src[64];
+    source_of(c->wsi, src, sizeof(src));
+    if (src_attach(r, in, src)) {
+        free(in);
+        wsconn_close(c);
+        return;
+    }
     int err;
     instance_t *old = hmap_put(&r->by_key, in->key, strlen(in->key), in, &err);
     if (err || ns_add(r, in, c->ns)) {
         hmap_del_if(&r->by_key, in->key, strlen(in->key), in);
-        free(in);
+        if (old && !err) /* put back the registration we displaced */
+            hmap_put(&r->by_key, old->key, strlen(old->key), old, &err);
+        instance_free(r, in);
         wsconn_close(c);
         return;
     }
@@ -143,7 +235,7 @@ static void on_open(wsconn_t *c)
         } else {
             r->nremote--;
         }
-        free(old);
+        instance_free(r, old);
     }
     LOG_INFO("instance registered", LF_STR("key", in->key), LF_STR("ns", c->ns));
     store_publish(r->store, in->key, c->ns);
@@ -158,24 +250,46 @@ static void on_close(wsconn_t *c)
     LOG_INFO("instance removed", LF_STR("key", in->key), LF_STR("ns", c->ns));
     store_unpublish(r->store, in->key);
     instance_drop(r, in);
-    free(in);
+    instance_free(r, in);
     c->user = NULL;
 }
 
-/* An exclude entry names this key, compared in canonical form ("[::1]:80"). */
-static bool key_matches(jspan_t item, const char *key)
+/* The instance an exclude entry names, looked up in canonical form ("[::1]:80"). */
+static instance_t *excluded_instance(registry_t *r, jspan_t item)
 {
     char raw[ADDR_KEY_MAX], canon[ADDR_KEY_MAX];
     addr_t a;
     if (item.t != JT_STRING || jstr_get(item, raw, sizeof(raw), NULL))
-        return false;
+        return NULL;
     if (!addr_parse_key(raw, strlen(raw), &a) &&
         addr_format_key(a.host, a.port, canon, sizeof(canon)) > 0)
-        return !strcmp(canon, key);
-    return !strcmp(raw, key);
+        return hmap_gets(&r->by_key, canon);
+    return hmap_gets(&r->by_key, raw);
 }
 
-/* /-/find {"namespace": ns, "exclude": ["host:port", ...]} */
+/* A uniform choice among the members of e not stamped with gen (nmarked are). */
+static instance_t *pick_unmarked(const nsentry_t *e, uint64_t gen, size_t nmarked)
+{
+    if (nmarked >= e->n)
+        return NULL;
+    if (nmarked * 2 <= e->n) {
+        /* at least half are candidates: a few random draws find one */
+        for (int i = 0; i < 16; i++) {
+            instance_t *in = e->v[rng_below(e->n)];
+            if (in->excl_gen != gen)
+                return in;
+        }
+    }
+    size_t k = rng_below(e->n - nmarked);
+    for (size_t i = 0; i < e->n; i++)
+        if (e->v[i]->excl_gen != gen && k-- == 0)
+            return e->v[i];
+    return NULL;
+}
+
+/* /-/find {"namespace": ns, "exclude": ["host:port", ...]}. Linear in the list and
+ * the namespace: each entry is one key lookup that stamps the instance, then one
+ * choice among the unstamped ones. At most REGISTRY_MAX_EXCLUDE entries. */
 static void handle_find(registry_t *r, wsconn_t *c, const frame_t *f)
 {
     char ns[ADDR_NS_MAX];
@@ -191,25 +305,31 @@ static void handle_find(registry_t *r, wsconn_t *c, const frame_t *f)
         ex.t = JT_NONE;
     nsentry_t *e = hmap_gets(&r->by_ns, ns);
     instance_t *pick = NULL;
-    if (e && e->n) {
-        if (ex.t == JT_NONE) {
-            pick = e->v[rng_below(e->n)];
-        } else {
-            /* Reservoir sampling over the members that are not excluded: uniform,
-             * one pass, no allocation. The exclude list is short (broken peers). */
-            size_t seen = 0;
-            for (size_t i = 0; i < e->n; i++) {
-                bool excluded = false;
-                jiter_t it;
-                jspan_t item;
-                jarr_iter(&it, ex);
-                while (!excluded && jarr_next(&it, &item))
-                    excluded = key_matches(item, e->v[i]->key);
-                if (!excluded && rng_below(++seen) == 0)
-                    pick = e->v[i];
+    size_t nmarked = 0, nex = 0;
+    uint64_t gen = ++r->find_gen;
+    if (ex.t == JT_ARRAY) {
+        jiter_t it;
+        jspan_t item;
+        jarr_iter(&it, ex);
+        while (jarr_next(&it, &item)) {
+            if (++nex > REGISTRY_MAX_EXCLUDE) {
+                r->exclude_too_long++;
+                if (f->twoway) {
+                    char msg[64];
+                    snprintf(msg, sizeof(msg), "exclude has more than %d entries", REGISTRY_MAX_EXCLUDE);
+                    modem_respond_err(&c->modem, f->id, 400, msg);
+                }
+                return;
+            }
+            instance_t *x = e ? excluded_instance(r, item) : NULL;
+            if (x && x->ns == e && x->excl_gen != gen) {
+                x->excl_gen = gen;
+                nmarked++;
             }
         }
     }
+    if (e && e->n)
+        pick = nmarked ? pick_unmarked(e, gen, nmarked) : e->v[rng_below(e->n)];
     if (!f->twoway)
         return;
     if (!pick) {
@@ -294,6 +414,9 @@ static void http_metrics(registry_t *r, sbuf_t *b)
     prom_metric(b, "micro_registry_find_misses_total", "counter", "/-/find answered with no instance.", (double)r->find_misses);
     prom_metric(b, "micro_registry_heartbeats_total", "counter", "Heartbeats received.", (double)r->heartbeats);
     prom_metric(b, "micro_registry_evictions_total", "counter", "Instances closed for missing heartbeats.", (double)r->evictions);
+    prom_metric(b, "micro_registry_refused_per_address_total", "counter", "Handshakes refused by --max-connections-per-address.", (double)r->refused_per_address);
+    prom_metric(b, "micro_registry_refused_takeover_total", "counter", "Handshakes refused for claiming a live key registered from another address.", (double)r->refused_takeover);
+    prom_metric(b, "micro_registry_exclude_too_long_total", "counter", "/-/find requests refused for an exclude list over the limit.", (double)r->exclude_too_long);
     prom_metric(b, "micro_registry_replaced_total", "counter", "Registrations replaced by a newer connection for the same host:port.", (double)r->replaced);
     prom_metric(b, "micro_registry_frames_in_total", "counter", "WebSocket messages received.", (double)s->frames_in);
     prom_metric(b, "micro_registry_frames_out_total", "counter", "WebSocket messages sent.", (double)s->frames_out);
@@ -363,7 +486,7 @@ static void sweep(loop_timer_t *t)
         instance_drop(r, in);
         in->conn->user = NULL;
         wsconn_close(in->conn);
-        free(in);
+        instance_free(r, in);
     }
     free(stale);
     loop_timer_schedule(r->net.ctx, &r->sweep, sweep, r->cfg.sweep_interval_ms * LWS_US_PER_MS);
@@ -388,6 +511,7 @@ int registry_start(registry_t *r, struct lws_context *ctx)
 {
     hmap_init(&r->by_key);
     hmap_init(&r->by_ns);
+    hmap_init(&r->by_src);
     r->started_ms = now_ms();
     r->net.ctx = ctx;
     r->net.ops = &registry_ops;
@@ -421,6 +545,9 @@ void registry_free(registry_t *r)
             in->conn->user = NULL;
         free(in);
     }
+    for (size_t it = 0; (it = hmap_next(&r->by_src, it, &v)) != 0;)
+        free(v);
+    hmap_free(&r->by_src);
     for (size_t it = 0; (it = hmap_next(&r->by_ns, it, &v)) != 0;) {
         nsentry_t *e = v;
         free(e->v);
@@ -522,7 +649,7 @@ void registry_drop_local(registry_t *r, const char *key)
     instance_drop(r, in);
     in->conn->user = NULL;
     wsconn_close(in->conn);
-    free(in);
+    instance_free(r, in);
 }
 
 void registry_each_local(registry_t *r, void (*fn)(void *arg, const char *key, const char *ns),

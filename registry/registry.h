@@ -14,6 +14,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/* The longest /-/find exclude list served; a longer one is answered 400. A caller
+ * excludes the peers that just failed it, a handful; 1,024 leaves room for a
+ * namespace-wide outage and keeps one find's cost bounded whatever the frame. */
+#define REGISTRY_MAX_EXCLUDE 1024
+
 typedef struct registry_config {
     long long port;
     char     *bind;
@@ -21,6 +26,7 @@ typedef struct registry_config {
     long long sweep_interval_ms;
     long long max_frame_bytes;
     long long max_connections;
+    long long max_connections_per_address;
     char     *mesh_token;
     bool      verify_peer_address;
     char     *log_level;
@@ -39,11 +45,14 @@ typedef struct registry {
     wsnet_t  net;
     hmap_t   by_key;   /* "host:port" → instance */
     hmap_t   by_ns;    /* namespace → nsentry */
+    hmap_t   by_src;   /* source address → srcentry (connections from it) */
+    uint64_t find_gen; /* stamps the instances one /-/find excludes */
     int64_t  started_ms;
     loop_timer_t sweep;
     uint64_t finds, find_misses, heartbeats, evictions, replaced;
     store_t *store;    /* NULL: memory (nothing shared) */
     size_t   nremote;  /* instances other replicas hold (in by_key/by_ns too) */
+    uint64_t refused_per_address, refused_takeover, exclude_too_long;
 } registry_t;
 
 int  registry_start(registry_t *r, struct lws_context *ctx);

@@ -385,7 +385,10 @@ describe('micro-registry (C)', { skip }, () => {
     const reg = await startCRegistry(t);
     const N = 1000;
     const peers = [];
-    for (let i = 0; i < N; i++) peers.push(rawPeer(HOST, reg.port, [HOST, 20000 + i, `bulk${i % 10}`], { t, handshakeTimeoutMs: 30000 }));
+    // from four source addresses: one address may hold 512 (--max-connections-per-address)
+    for (let i = 0; i < N; i++) {
+      peers.push(rawPeer(HOST, reg.port, [HOST, 20000 + i, `bulk${i % 10}`], { t, handshakeTimeoutMs: 30000, localAddress: `127.0.0.${2 + (i % 4)}` }));
+    }
     await Promise.all(peers.map((p) => p.ready()));
     await waitFor(async () => (await health(reg)).instances === N, { timeoutMs: 20000, intervalMs: 100, message: `${N} instances in /-/health` });
     const ns = await namespaces(reg);

@@ -342,7 +342,9 @@ class RawPeer {
     this.nextId = 0;
     this.openedFlag = false;
     this.closeInfo = null;
-    this.ws = new WebSocket(this.url, { maxPayload: opts.maxPayload || 0, handshakeTimeout: opts.handshakeTimeoutMs || 5000 });
+    const wsOpts = { maxPayload: opts.maxPayload || 0, handshakeTimeout: opts.handshakeTimeoutMs || 5000 };
+    if (opts.localAddress) wsOpts.localAddress = opts.localAddress; // e.g. 127.0.0.2: another source address
+    this.ws = new WebSocket(this.url, wsOpts);
     this.opened = new Promise((resolve, reject) => {
       this.ws.once('open', () => {
         this.openedFlag = true;
