@@ -981,3 +981,11 @@ int wsconn_token_query(const char *token, char *out, size_t outlen)
     out[o] = '\0';
     return (int)o;
 }
+
+void wsconn_peer_address(struct lws *wsi, char *out, size_t outlen)
+{
+    char ip[64] = "";
+    if (wsi)
+        lws_get_peer_simple(wsi, ip, sizeof(ip));
+    snprintf(out, outlen, "%s", strncmp(ip, "::ffff:", 7) ? ip : ip + 7);
+}

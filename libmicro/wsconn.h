@@ -135,6 +135,10 @@ bool wsconn_token_ok(struct lws *wsi, const char *want);
 /* Appends "token=<value>" URL-encoded, for a handshake query string. */
 int  wsconn_token_query(const char *token, char *out, size_t outlen);
 
+/* The address a connection comes from, in the form a handshake path names a host
+ * ("10.0.0.7", "::1"; an IPv4-mapped IPv6 source reads as the IPv4 address). */
+void wsconn_peer_address(struct lws *wsi, char *out, size_t outlen);
+
 /* Closes asynchronously; on_close follows from the loop. */
 void wsconn_close(wsconn_t *c);
 /* Closes with a WebSocket status code (e.g. 1008 policy) asynchronously. */

@@ -88,15 +88,6 @@ static void instance_drop(registry_t *r, instance_t *in)
     hmap_del_if(&r->by_key, in->key, strlen(in->key), in);
 }
 
-/* The address a connection comes from, as a handshake would claim it (an
- * IPv4-mapped IPv6 source reads as the IPv4 address). */
-static void source_of(struct lws *wsi, char *out, size_t outlen)
-{
-    char ip[64] = "";
-    lws_get_peer_simple(wsi, ip, sizeof(ip));
-    snprintf(out, outlen, "%s", strncmp(ip, "::ffff:", 7) ? ip : ip + 7);
-}
-
 static int src_attach(registry_t *r, instance_t *in, const char *ip)
 {
     srcentry_t *se = hmap_gets(&r->by_src, ip);
@@ -156,7 +147,7 @@ static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const ch
         }
     }
     char src[64], key[ADDR_KEY_MAX];
-    source_of(wsi, src, sizeof(src));
+    wsconn_peer_address(wsi, src, sizeof(src));
     if (r->cfg.verify_peer_address && strcmp(src, caller->host) != 0) {
         LOG_WARN("handshake refused: claimed host is not the source address",
                  LF_STR("claimed", caller->host), LF_STR("source", src), LF_STR("ns", ns));
@@ -204,7 +195,7 @@ static void on_open(wsconn_t *c)
     in->conn = c;
     in->last_heartbeat_ms = now_ms();
     char src[64];
-    source_of(c->wsi, src, sizeof(src));
+    wsconn_peer_address(c->wsi, src, sizeof(src));
     if (src_attach(r, in, src)) {
         free(in);
         wsconn_close(c);

@@ -3,7 +3,8 @@
  * CONNECTING (dial, unless a connection to that host:port exists in either
  * direction) → READY. A READY entry is reused while its connection is open and
  * not excluded; when a lookup fails but the previous connection is still open,
- * that connection is used (cache degradation). */
+ * that connection is used (cache degradation) — unless it is the peer that just
+ * failed and another healthy one is known (degrade_to). */
 #include "sidecar.h"
 
 #include "log.h"
@@ -21,7 +22,13 @@ typedef struct disc_entry {
     wsconn_t      *dialing;   /* CONNECTING */
     char           key[ADDR_KEY_MAX];
     disc_waiter_t *waiters;
+    /* The last few peers that served this namespace (allocated when the first one
+     * does): where degradation looks when the cached peer is the one that failed. */
+    char         (*known)[ADDR_KEY_MAX];
+    unsigned       nknown;    /* entries written, ever; slot = nknown % DISC_KNOWN */
 } disc_entry_t;
+
+#define DISC_KNOWN 4
 
 static disc_entry_t *entry(sidecar_t *s, const char *ns)
 {
@@ -68,13 +75,71 @@ static void resolve(disc_entry_t *e, int err)
     }
 }
 
+static void remember(disc_entry_t *e, const char *key)
+{
+    if (!e->known && !(e->known = calloc(DISC_KNOWN, sizeof(*e->known))))
+        return;
+    unsigned n = e->nknown < DISC_KNOWN ? e->nknown : DISC_KNOWN;
+    for (unsigned i = 0; i < n; i++)
+        if (!strcmp(e->known[i], key))
+            return;
+    snprintf(e->known[e->nknown++ % DISC_KNOWN], ADDR_KEY_MAX, "%s", key);
+    if (e->nknown >= 2 * DISC_KNOWN)
+        e->nknown -= DISC_KNOWN; /* same slot, no overflow */
+}
+
+static bool known(const disc_entry_t *e, const char *key)
+{
+    unsigned n = e->nknown < DISC_KNOWN ? e->nknown : DISC_KNOWN;
+    for (unsigned i = 0; e->known && i < n; i++)
+        if (!strcmp(e->known[i], key))
+            return true;
+    return false;
+}
+
+/* A peer calls may go to now: open, not excluded by the breaker. */
+static bool healthy(sidecar_t *s, const disc_entry_t *e, const wsconn_t *c, const char *const *ex)
+{
+    return usable(c) && !excluded(c->key, ex) && breaker_allows(s, e->ns, c->key);
+}
+
+/* The lookup failed: which open connection to use instead (cache degradation)?
+ * The cached peer, unless it is the one the breaker excludes right now (it just
+ * failed: the lookup was made to get away from it) and a healthy one is known:
+ * a peer that served this namespace before, or a peer of this namespace that
+ * connected to us (both still open, both in the one-per-pair table, so verified
+ * by the rules of mesh.c). With nothing else known the cached peer is used, as
+ * the reference does. */
+static wsconn_t *degrade_to(sidecar_t *s, disc_entry_t *e)
+{
+    const char *ex[65];
+    breaker_excluded(s, e->ns, ex, 65);
+    if (!usable(e->conn) || healthy(s, e, e->conn, ex))
+        return usable(e->conn) ? e->conn : NULL;
+    void *v;
+    for (size_t it = 0; (it = hmap_next(&s->peers, it, &v)) != 0;) {
+        wsconn_t *c = v;
+        if (c != e->conn && healthy(s, e, c, ex) &&
+            ((!c->outbound && !strcmp(c->ns, e->ns)) || known(e, c->key)))
+            return c;
+    }
+    return e->conn;
+}
+
 static void lookup_failed(sidecar_t *s, disc_entry_t *e, int err)
 {
     s->stats.find_failures++;
-    if (usable(e->conn)) {
+    wsconn_t *c = degrade_to(s, e);
+    if (c) {
         s->stats.degraded++;
-        LOG_DEBUG("lookup failed, using the cached peer", LF_STR("ns", e->ns),
-                  LF_STR("peer", e->conn->key));
+        if (c != e->conn)
+            LOG_INFO("lookup failed, using another known peer than the one that failed",
+                     LF_STR("ns", e->ns), LF_STR("peer", c->key), LF_STR("failed", e->conn->key));
+        else
+            LOG_DEBUG("lookup failed, using the cached peer", LF_STR("ns", e->ns), LF_STR("peer", c->key));
+        e->conn = c;
+        snprintf(e->key, sizeof(e->key), "%s", c->key);
+        remember(e, c->key);
         e->state = D_READY;
         resolve(e, 0);
         return;
@@ -91,6 +156,8 @@ static void ready(disc_entry_t *e, wsconn_t *c, bool self)
     e->conn = c;
     e->self = self;
     e->dialing = NULL;
+    if (c)
+        remember(e, c->key);
     resolve(e, 0);
 }
 
@@ -287,7 +354,9 @@ size_t disc_namespaces(sidecar_t *s, const char **out, size_t max)
 void disc_free(sidecar_t *s)
 {
     void *v;
-    for (size_t it = 0; (it = hmap_next(&s->cache, it, &v)) != 0;)
+    for (size_t it = 0; (it = hmap_next(&s->cache, it, &v)) != 0;) {
+        free(((disc_entry_t *)v)->known);
         free(v);
+    }
     hmap_free(&s->cache);
 }

@@ -122,6 +122,9 @@ static const cfg_opt_t options[] = {
     INT("app-timeout-ms", "MICRO_APP_TIMEOUT_MS", 1, 86400000, "60000", app_timeout_ms, "longest wait for the app's answer"),
     {.name = "mesh-token", .env = "MICRO_MESH_TOKEN", .type = CFG_STR, .offset = offsetof(T, mesh_token),
      .help = "shared token: sent on outbound handshakes (?token=), required on inbound ones"},
+    {.name = "verify-peer-address", .env = "MICRO_VERIFY_PEER_ADDRESS", .type = CFG_BOOL, .def = "false",
+     .offset = offsetof(T, verify_peer_address),
+     .help = "refuse a peer handshake whose claimed host is not its source address"},
     {.name = "api-token", .env = "MICRO_API_TOKEN", .type = CFG_STR, .offset = offsetof(T, api_token),
      .help = "require X-Micro-Token on the local API (but /-/health, /-/ready)"},
     {.name = "app-token", .env = "MICRO_APP_TOKEN", .type = CFG_STR, .offset = offsetof(T, app_token),
@@ -344,6 +347,7 @@ int main(int argc, char **argv)
     disc_free(&s);
     breaker_free(&s);
     call_free_state(&s);
+    sbuf_free(&s.listed_exclude);
     hmap_free(&s.peers);
     cfg_free(options, &s.cfg);
     log_close(&log);

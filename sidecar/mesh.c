@@ -249,6 +249,118 @@ static void registry_resolved(void *arg, int err, const resolve_addrs_t *a)
         dial_registry(s);
 }
 
+/* The listed check. A registry can hold our connection and still not list us: the
+ * reference (1.0.5) removes a host:port when *any* connection for it closes, so if
+ * our new registration reaches it before the close of our previous connection (a
+ * re-dial after an eviction, a restarted pod), the old close removes the new entry
+ * and we stay connected, heartbeating, and invisible to /-/find. So, a moment after
+ * each registration, we look for ourselves: /-/find for our namespace, excluding
+ * every other key it returns, until it returns our key (listed), nothing (not
+ * listed), an error, or LISTED_MAX_FINDS keys (we cannot tell: assume listed). Two
+ * rounds in a row that do not find us (a registry that is slow to show a new
+ * instance gets a second chance) close the connection, and we register again after
+ * the settle delay. Meanwhile /-/health says "registry": false and /-/ready is 503. */
+#define LISTED_MAX_FINDS 32
+
+static int64_t listed_delay_ms(const sidecar_t *s)
+{
+    return s->cfg.heartbeat_interval_ms < 1000 ? s->cfg.heartbeat_interval_ms : 1000;
+}
+
+/* The pause between losing the registry connection and dialing again: long enough
+ * for the registry to have processed the old connection's close before the new
+ * handshake arrives (the race above), short against a heartbeat timeout. */
+static int64_t settle_ms(const sidecar_t *s)
+{
+    return s->cfg.reconnect_interval_ms < 500 ? s->cfg.reconnect_interval_ms : 500;
+}
+
+bool mesh_registry_listed(const sidecar_t *s) { return s->registry_up && !s->registry_unlisted; }
+
+typedef struct listed_ctx {
+    sidecar_t *s;
+    uint64_t   gen; /* s->listed_gen when sent */
+} listed_ctx_t;
+
+static void listed_send(sidecar_t *s);
+
+static void listed_round(loop_timer_t *t)
+{
+    sidecar_t *s = lws_container_of(t, sidecar_t, listed_timer);
+    if (!s->registry_up || s->draining)
+        return;
+    s->listed_gen++;
+    s->listed_finds = 0;
+    sbuf_reset(&s->listed_exclude);
+    listed_send(s);
+}
+
+static void listed_answer(void *arg, int status, const frame_t *resp)
+{
+    listed_ctx_t *lc = arg;
+    sidecar_t *s = lc->s;
+    uint64_t gen = lc->gen;
+    free(lc);
+    if (gen != s->listed_gen || !s->registry_up || s->draining)
+        return; /* an earlier registration's, or we are leaving anyway */
+    jspan_t host, port;
+    char hostbuf[ADDR_HOST_MAX], key[ADDR_KEY_MAX];
+    uint64_t portnum;
+    if (status != 200 || !resp)
+        return; /* the registry could not answer: nothing learnt */
+    if (resp->result.t == JT_OBJECT && jobj_get(resp->result, "host", &host) &&
+        jobj_get(resp->result, "port", &port) && !jstr_get(host, hostbuf, sizeof(hostbuf), NULL) &&
+        !jnum_u53(port, &portnum) && portnum >= 1 && portnum <= 65535 &&
+        addr_format_key(hostbuf, (unsigned)portnum, key, sizeof(key)) > 0) {
+        if (!strcmp(key, s->self_key)) {
+            s->listed_misses = 0;
+            return; /* listed */
+        }
+        if (s->listed_finds >= LISTED_MAX_FINDS)
+            return; /* a big namespace: we cannot tell, assume listed */
+        if (s->listed_exclude.len)
+            sbuf_addc(&s->listed_exclude, ',');
+        sbuf_add_json_str(&s->listed_exclude, key, strlen(key));
+        listed_send(s);
+        return;
+    }
+    /* no data: nobody left once the others are excluded, so not us either */
+    if (++s->listed_misses < 2) {
+        loop_timer_schedule(s->ctx, &s->listed_timer, listed_round, listed_delay_ms(s) * LWS_US_PER_MS);
+        return;
+    }
+    s->listed_misses = 0;
+    s->registry_unlisted = true;
+    s->stats.registry_unlisted++;
+    LOG_WARN("the registry does not list us although we are connected: registering again",
+             LF_STR("registry", s->registry_key), LF_STR("as", s->self_key), LF_STR("ns", s->cfg.ns));
+    wsconn_close(s->registry);
+}
+
+static void listed_send(sidecar_t *s)
+{
+    listed_ctx_t *lc = malloc(sizeof(*lc));
+    if (!lc)
+        return;
+    lc->s = s;
+    lc->gen = s->listed_gen;
+    sbuf_t b;
+    sbuf_init(&b, 0, 0);
+    sbuf_adds(&b, "{\"namespace\":");
+    sbuf_add_json_str(&b, s->cfg.ns, strlen(s->cfg.ns));
+    if (s->listed_exclude.len) {
+        sbuf_adds(&b, ",\"exclude\":[");
+        sbuf_add(&b, sbuf_data(&s->listed_exclude), s->listed_exclude.len);
+        sbuf_addc(&b, ']');
+    }
+    sbuf_addc(&b, '}');
+    s->listed_finds++;
+    if (modem_request(&s->registry->modem, "/-/find", 7, sbuf_data(&b), b.len, s->cfg.lookup_timeout_ms,
+                      listed_answer, lc, NULL))
+        free(lc);
+    sbuf_free(&b);
+}
+
 static void registry_opened(sidecar_t *s)
 {
     s->registry_up = true;
@@ -270,6 +382,9 @@ static void registry_opened(sidecar_t *s)
         return;
     }
     loop_timer_schedule(s->ctx, &s->heartbeat_timer, heartbeat, s->cfg.heartbeat_interval_ms * LWS_US_PER_MS);
+    s->registry_unlisted = false;
+    s->listed_misses = 0;
+    loop_timer_schedule(s->ctx, &s->listed_timer, listed_round, listed_delay_ms(s) * LWS_US_PER_MS);
 }
 
 /* resolve_err: the registry's name did not resolve (RESOLVE_E_*), or 0 */
@@ -278,15 +393,21 @@ static void registry_closed(sidecar_t *s, int resolve_err)
     bool was_up = s->registry_up;
     s->registry = NULL;
     s->registry_up = false;
+    s->listed_gen++;
     loop_timer_cancel(&s->heartbeat_timer);
+    loop_timer_cancel(&s->listed_timer);
     if (s->draining || (!s->app_healthy && s->ever_registered))
         return;
     if (was_up) {
         s->stats.registry_disconnects++;
-        LOG_WARN("registry connection lost, reconnecting", LF_STR("registry", s->registry_key));
+        /* Not at once, as the reference does: a registration that reaches the registry
+         * before it has processed this connection's close can be removed by that close
+         * (see the listed check). */
+        LOG_WARN("registry connection lost, reconnecting", LF_STR("registry", s->registry_key),
+                 LF_INT("in_ms", settle_ms(s)));
         s->registry_failed = 0;
         registry_advance(s);
-        dial_registry(s); /* at once, as the reference does */
+        loop_timer_schedule(s->ctx, &s->reconnect_timer, reconnect, settle_ms(s) * LWS_US_PER_MS);
     } else if (registry_dial_failed(s, resolve_err)) {
         dial_registry(s);
     }
@@ -306,7 +427,50 @@ static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const ch
             return -1;
         }
     }
+    if (s->cfg.verify_peer_address) {
+        char src[64];
+        wsconn_peer_address(wsi, src, sizeof(src));
+        if (strcmp(src, caller->host) != 0) {
+            LOG_WARN("peer refused: claimed host is not the source address", LF_STR("claimed", caller->host),
+                     LF_STR("source", src), LF_STR("ns", ns));
+            return -1;
+        }
+    }
     return 0;
+}
+
+/* May an inbound connection become the way we reach its host:port (PROTOCOL §2: one
+ * connection per pair, reused both ways)? The handshake path is only a claim, so:
+ *  - only if it comes from the host it claims: a connection that claims another
+ *    address is served (its requests answered) but never carries our calls, which
+ *    dial the claimed address themselves. With --verify-peer-address every accepted
+ *    connection passes; without it (NAT, proxies, Node peers advertising another
+ *    interface) this is what keeps a neighbour from answering calls meant for
+ *    someone else;
+ *  - never in place of a connection we dialed ourselves (open or still dialing):
+ *    we chose that address from the registry, the newcomer only names it;
+ *  - in place of an earlier inbound one from the same host (the peer reconnected or
+ *    restarted; newest wins, as in the reference). Both passed the first rule, so a
+ *    flapping impostor elsewhere never gets here. */
+static bool inbound_may_take_key(sidecar_t *s, wsconn_t *c)
+{
+    char src[64];
+    addr_t claimed;
+    wsconn_peer_address(c->wsi, src, sizeof(src));
+    if (addr_parse_key(c->key, strlen(c->key), &claimed) || strcmp(claimed.host, src) != 0) {
+        s->stats.peers_unverified++;
+        LOG_INFO("peer claims another address than it connects from: served, not used for calls",
+                 LF_STR("peer", c->key), LF_STR("source", src), LF_STR("ns", c->ns));
+        return false;
+    }
+    wsconn_t *cur = hmap_gets(&s->peers, c->key);
+    if (cur && cur != c && cur->outbound && !cur->closing) {
+        s->stats.peers_kept++;
+        LOG_DEBUG("peer connected while we have our own connection to it: keeping ours",
+                  LF_STR("peer", c->key), LF_STR("ns", c->ns));
+        return false;
+    }
+    return true;
 }
 
 static void on_open(wsconn_t *c)
@@ -321,9 +485,10 @@ static void on_open(wsconn_t *c)
         return;
     }
     if (!c->outbound) {
-        /* one connection per pair: an inbound one becomes the way to reach it */
+        /* one connection per pair: an inbound one may become the way to reach it */
         int err;
-        hmap_put(&s->peers, c->key, strlen(c->key), c, &err);
+        if (inbound_may_take_key(s, c))
+            hmap_put(&s->peers, c->key, strlen(c->key), c, &err);
         LOG_DEBUG("peer connected", LF_STR("peer", c->key), LF_STR("ns", c->ns));
     } else {
         LOG_DEBUG("peer dialed", LF_STR("peer", c->key));
@@ -561,6 +726,7 @@ void mesh_begin_drain(sidecar_t *s)
     apphealth_stop(s);
     loop_timer_cancel(&s->reconnect_timer);
     loop_timer_cancel(&s->heartbeat_timer);
+    loop_timer_cancel(&s->listed_timer);
     if (s->registry_resolving) {
         resolver_cancel(s->net.resolver, &s->registry_rw);
         s->registry_resolving = false;

@@ -21,6 +21,10 @@ bool sidecar_ready(sidecar_t *s, const char **reason)
         *reason = "not registered with the registry yet";
         return false;
     }
+    if (s->registry_unlisted) {
+        *reason = "the registry does not list us: registering again";
+        return false;
+    }
     *reason = NULL;
     return true;
 }
@@ -29,7 +33,8 @@ void probe_health(sidecar_t *s, sbuf_t *b)
 {
     const char *names[256];
     size_t n = disc_namespaces(s, names, 256);
-    sbuf_printf(b, "{\"status\":\"ok\",\"registry\":%s,\"registryAddress\":", s->registry_up ? "true" : "false");
+    sbuf_printf(b, "{\"status\":\"ok\",\"registry\":%s,\"registryAddress\":",
+                mesh_registry_listed(s) ? "true" : "false");
     if (s->registry_up)
         sbuf_add_json_str(b, s->registry_key, strlen(s->registry_key));
     else
@@ -68,6 +73,10 @@ void probe_metrics(sidecar_t *s, sbuf_t *b)
     C("registry_connects_total", "Registrations with the registry (first and again).", st->registry_connects);
     C("registry_disconnects_total", "Registry connections lost.", st->registry_disconnects);
     C("heartbeats_total", "Heartbeats pushed to the registry.", st->heartbeats);
+    G("registry_listed", "1 while registered and not found missing from the registry's table.", mesh_registry_listed(s));
+    C("registry_unlisted_total", "Registrations the registry did not list (connection closed, registered again).", st->registry_unlisted);
+    C("peers_unverified_total", "Inbound peer connections from another address than they claim (served, never used for calls).", st->peers_unverified);
+    C("peers_kept_total", "Inbound peer connections that did not displace a connection we dialed to the same peer.", st->peers_kept);
     G("peer_connections", "Open peer connections (both directions).", s->net.nconns - (s->registry_up ? 1 : 0));
     C("calls_total", "Outbound calls started through the local API.", st->calls);
     C("calls_ok_total", "Outbound calls answered with status 200.", st->calls_ok);

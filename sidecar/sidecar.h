@@ -60,6 +60,7 @@ typedef struct sidecar_config {
     long long  app_max_connections;
     long long  app_timeout_ms;
     char      *mesh_token;
+    bool       verify_peer_address;
     char      *api_token;
     char      *app_token;
     char      *log_level;
@@ -98,7 +99,8 @@ typedef struct sidecar_stats {
     uint64_t inbound, inbound_ok, inbound_failed, inbound_aborted, inbound_no_route;
     uint64_t app_errors, app_unreachable;
     uint64_t finds, find_failures, cache_hits, degraded;
-    uint64_t registry_connects, registry_disconnects, heartbeats;
+    uint64_t registry_connects, registry_disconnects, heartbeats, registry_unlisted;
+    uint64_t peers_unverified, peers_kept;
     uint64_t self_calls, breaker_exclusions, breaker_resets;
     uint64_t api_requests, api_errors;
     uint64_t health_checks, health_check_failures;
@@ -132,6 +134,13 @@ typedef struct sidecar {
     int64_t   started_ms;
     int64_t   drain_deadline_ms;
     loop_timer_t heartbeat_timer, reconnect_timer, drain_timer, health_timer;
+    /* After each registration: are we really listed? (mesh.c, "the listed check") */
+    loop_timer_t listed_timer;
+    uint64_t  listed_gen;      /* bumped per registration and per check round */
+    int       listed_finds;    /* finds in the current round */
+    int       listed_misses;   /* rounds in a row that did not find us */
+    bool      registry_unlisted; /* connected, but the registry does not list us */
+    sbuf_t    listed_exclude;  /* keys seen in this round, a JSON array's items */
     loop_timer_t kick; /* armed while end-of-pass work waits (sidecar_kick) */
     bool        kick_armed;
     bool      app_healthy;     /* true unless health checks say otherwise */
@@ -158,6 +167,8 @@ void mesh_abort_inbound(sidecar_t *s);/* answers what is left with 503 */
 size_t mesh_queued_bytes(sidecar_t *s);
 /* s->app_healthy changed: leave or rejoin the registry */
 void mesh_app_health_changed(sidecar_t *s);
+/* Connected to the registry and not known to be missing from its table. */
+bool mesh_registry_listed(const sidecar_t *s);
 
 /* apphealth.c */
 void apphealth_start(sidecar_t *s);

@@ -531,11 +531,16 @@ class Registry extends Server {
    * @param {object} [props] Server props plus
    * @param {number} [props.heartbeatTimeoutMs] 20000
    * @param {number} [props.sweepIntervalMs] 1000
+   * @param {boolean} [props.closeRemovesKey] false. true = 1.0.5's close handling
+   *   (PROTOCOL §4 "on close: remove it"): a closing connection removes its key even
+   *   when a newer connection has registered it since, which is how a re-dial that
+   *   beats the old connection's close leaves an instance connected but unlisted
    */
   constructor(props = {}) {
     super('registry', props);
     this.heartbeatTimeoutMs = props.heartbeatTimeoutMs ?? 20000;
     this.sweepIntervalMs = props.sweepIntervalMs ?? 1000;
+    this.closeRemovesKey = !!props.closeRemovesKey;
     this.namespaces = new Map(); // ns -> Set<key>
     this.members = new Map(); // key -> { client, namespace }
     this.heartbeats = new Map(); // Client -> last heartbeat (ms)
@@ -555,8 +560,9 @@ class Registry extends Server {
     this.on('disconnect', (client) => {
       this.heartbeats.delete(client);
       const m = this.members.get(client.key);
-      // a replaced connection closing must not remove its successor
-      if (!m || m.client !== client) return;
+      // a replaced connection closing must not remove its successor (ours; 1.0.5
+      // removes the key whoever holds it: closeRemovesKey)
+      if (!m || (m.client !== client && !this.closeRemovesKey)) return;
       this.members.delete(client.key);
       this._removeKey(client.key, m.namespace);
     });

@@ -5,6 +5,7 @@
 //
 //   node peer.js registry --port 9000 [--bind ADDR] [--advertise-host H]
 //        [--heartbeat-timeout-ms N] [--sweep-interval-ms N] [--max-frame-bytes N]
+//        [--close-removes-key]   (1.0.5: a closing connection removes its key, see micro.js)
 //   node peer.js app --namespace echo --port 9300 --registry 127.0.0.1:9000
 //        [--advertise-host 127.0.0.1] [--serve-echo] [--control-port P]
 //        [--heartbeat-interval-ms N] [--reconnect-interval-ms N]
@@ -126,6 +127,7 @@ async function runRegistry(args) {
     bind: args.bind,
     heartbeatTimeoutMs: int(args, 'heartbeat-timeout-ms', 20000),
     sweepIntervalMs: int(args, 'sweep-interval-ms', 1000),
+    closeRemovesKey: !!args['close-removes-key'],
     maxPayload: int(args, 'max-frame-bytes', 0) || undefined,
     log: makeLogger('registry', args['log-level']),
   });

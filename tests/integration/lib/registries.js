@@ -55,6 +55,7 @@ async function startNodeRegistry(t, opts = {}) {
   if (opts.heartbeatTimeoutMs !== undefined) args.push('--heartbeat-timeout-ms', String(opts.heartbeatTimeoutMs));
   if (opts.sweepIntervalMs !== undefined) args.push('--sweep-interval-ms', String(opts.sweepIntervalMs));
   args.push('--max-frame-bytes', String(opts.maxFrameBytes ?? 1048576));
+  if (opts.closeRemovesKey) args.push('--close-removes-key');
   const { proc, info } = await h.spawnPeer(args, { t, name: 'node registry' });
   return { impl: 'node', host: HOST, port: info.port, proc, http: null };
 }
