@@ -71,8 +71,10 @@ describe('micro-registry: per-address limits and the replacement rule', { skip: 
     const registry = await m.startRegistry(t, { args: ['--max-connections-per-address', '5'] });
     assert.equal(await openMany(t, registry.port, 8, (i) => ['10.1.0.1', 1000 + i, 'a'], '127.0.0.2'), 5);
     assert.equal(await openMany(t, registry.port, 3, (i) => ['10.1.0.2', 1000 + i, 'a'], '127.0.0.3'), 3, 'another address has its own 5');
-    // a replacement from the same address does not count as one more
-    const again = await tryOpen(t, registry.port, ['10.1.0.1', 1000, 'a'], '127.0.0.2');
+    // a replacement from the same address does not count as one more (which 5 of
+    // the 8 got in depends on the order the handshakes arrived)
+    const held = (await m.namespaces(registry)).a.find((k) => k.startsWith('10.1.0.1:'));
+    const again = await tryOpen(t, registry.port, ['10.1.0.1', held.split(':')[1], 'a'], '127.0.0.2');
     assert.ok(again.opened, 'the same key from the same address replaces at the limit');
     const open = await m.startRegistry(t, { args: ['--max-connections-per-address', '0'] });
     assert.equal(await openMany(t, open.port, 20, (i) => ['10.1.0.1', 1000 + i, 'a'], '127.0.0.2'), 20);
@@ -115,7 +117,7 @@ describe('micro-registry: per-address limits and the replacement rule', { skip: 
   });
 
   test('a silent instance can be taken over from another address after half the heartbeat timeout', { timeout: 30000 }, async (t) => {
-    const registry = await m.startRegistry(t, { heartbeatTimeoutMs: 2000 });
+    const registry = await m.startRegistry(t, { heartbeatTimeoutMs: 4000 });
     const old = h.rawPeer(HOST, registry.port, ['10.2.0.1', 9100, 'pay'], { t, localAddress: '127.0.0.2' });
     await old.ready(); // and never heartbeats
     const started = Date.now();
@@ -125,9 +127,9 @@ describe('micro-registry: per-address limits and the replacement rule', { skip: 
     await waitFor(async () => {
       late = await tryOpen(t, registry.port, ['10.2.0.1', 9100, 'pay'], '127.0.0.3');
       return late.opened;
-    }, { timeoutMs: 5000, intervalMs: 100, message: 'the newcomer gets the key' });
+    }, { timeoutMs: 8000, intervalMs: 100, message: 'the newcomer gets the key' });
     const took = Date.now() - started;
-    assert.ok(took >= 900 && took < 2000, `taken over after ${took} ms (half of 2000 is 1000, eviction at 2000)`);
+    assert.ok(took >= 1900 && took < 4000, `taken over after ${took} ms (half of 4000 is 2000, eviction at 4000)`);
     await old.waitClosed(3000);
     await m.waitListed(registry, 'pay', ['10.2.0.1:9100']);
   });

@@ -84,6 +84,7 @@ DELIBERATE = {
     ("sidecar", "registry"): "empty: this release's registry Service",
     ("sidecar", "app-health-url"): "a path appended to the app url; empty: off",
     ("registry", "etcd-endpoints"): "a list; empty: the chart's own etcd cluster",
+    ("sidecar", "verify-peer-address"): "on: pod-to-pod traffic keeps the pod IP as the source (docs/SECURITY.md)",
 }
 
 

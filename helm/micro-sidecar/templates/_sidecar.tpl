@@ -231,6 +231,8 @@ prometheus.io/path: /metrics
     - --handshake-timeout-ms={{ int64 $e.handshakeTimeoutMs }}
     - --dns-timeout-ms={{ int64 $e.dnsTimeoutMs }}
     - --dns-cache-ms={{ int64 $e.dnsCacheMs }}
+    # Peers must come from the address they claim (docs/SECURITY.md)
+    - --verify-peer-address={{ $v.verifyPeerAddress }}
     # Circuit breaking (docs/CIRCUIT-BREAKER.md)
     - --breaker-policy={{ $e.breakerPolicy }}
     - --breaker-cooldown-ms={{ int64 $e.breakerCooldownMs }}
