@@ -439,7 +439,7 @@ static int on_accept(wsnet_t *n, struct lws *wsi, const addr_t *caller, const ch
     return 0;
 }
 
-/* May an inbound connection become the way we reach its host:port (PROTOCOL §2: one
+/* May an inbound connection become the way we reach its host:port (PROTOCOL.md §2.4: one
  * connection per pair, reused both ways)? The handshake path is only a claim, so:
  *  - only if it comes from the host it claims: a connection that claims another
  *    address is served (its requests answered) but never carries our calls, which
