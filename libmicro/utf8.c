@@ -68,3 +68,58 @@ bool utf8_valid_text(const char *s, size_t n)
     }
     return true;
 }
+
+void utf8_stream_reset(utf8_stream_t *st)
+{
+    st->need = 0;
+    st->lo = 0x80;
+    st->hi = 0xbf;
+}
+
+bool utf8_stream_feed(utf8_stream_t *st, const void *buf, size_t n)
+{
+    const unsigned char *p = buf;
+    unsigned need = st->need, lo = st->lo, hi = st->hi;
+
+    if (need == 0)
+        lo = 0x80, hi = 0xbf; /* a zeroed stream */
+    for (size_t i = 0; i < n; i++) {
+        unsigned b = p[i];
+        if (need) {
+            if (b < lo || b > hi)
+                return false;
+            need--;
+            lo = 0x80;
+            hi = 0xbf;
+            continue;
+        }
+        if (b < 0x80)
+            continue;
+        if (b >= 0xc2 && b <= 0xdf) {
+            need = 1;
+        } else if (b >= 0xe0 && b <= 0xef) {
+            need = 2;
+            if (b == 0xe0)
+                lo = 0xa0; /* overlong */
+            else if (b == 0xed)
+                hi = 0x9f; /* surrogates */
+        } else if (b >= 0xf0 && b <= 0xf4) {
+            need = 3;
+            if (b == 0xf0)
+                lo = 0x90; /* overlong */
+            else if (b == 0xf4)
+                hi = 0x8f; /* past U+10FFFF */
+        } else {
+            return false;
+        }
+    }
+    st->need = (unsigned char)need;
+    st->lo = (unsigned char)lo;
+    st->hi = (unsigned char)hi;
+    return true;
+}
+
+bool utf8_stream_complete(const utf8_stream_t *st)
+{
+    return st->need == 0;
+}

@@ -24,4 +24,17 @@ bool utf8_valid(const char *s, size_t n);
  * print, to put in JSON, a Prometheus label or a log line. */
 bool utf8_valid_text(const char *s, size_t n);
 
+/* Incremental validation of one UTF-8 text split at arbitrary bytes (WebSocket
+ * fragments, reads): zero it (or utf8_stream_reset) at the start of a text. */
+typedef struct utf8_stream {
+    unsigned char need;   /* continuation bytes still expected */
+    unsigned char lo, hi; /* bounds of the next one (overlongs, surrogates, > U+10FFFF) */
+} utf8_stream_t;
+
+void utf8_stream_reset(utf8_stream_t *st);
+/* false as soon as p[0..n) cannot continue a valid text. */
+bool utf8_stream_feed(utf8_stream_t *st, const void *p, size_t n);
+/* Whether the text may end here (no sequence left open). */
+bool utf8_stream_complete(const utf8_stream_t *st);
+
 #endif

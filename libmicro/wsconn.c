@@ -37,6 +37,14 @@ struct wsclient {
 };
 #define WSCLIENT_HS_MAX 8192 /* a longer handshake answer is refused */
 
+/* The modem's send hook: wsconn_send with the owner pointer the modem holds.
+ * (Calling wsconn_send through a modem_send_t cast would be undefined behaviour:
+ * the parameter types differ.) */
+static int modem_send(void *owner, sbuf_t *frame)
+{
+    return wsconn_send(owner, frame);
+}
+
 static wsconn_t *conn_new(wsnet_t *n, void *user)
 {
     wsconn_t *c = calloc(1, sizeof(*c));
@@ -47,7 +55,7 @@ static wsconn_t *conn_new(wsnet_t *n, void *user)
     c->ns = "";
     c->key = "";
     sbuf_init(&c->rx, 0, n->max_frame);
-    modem_init(&c->modem, n->ctx, (modem_send_t)wsconn_send, c, n->max_pending);
+    modem_init(&c->modem, n->ctx, modem_send, c, n->max_pending);
     return c;
 }
 
@@ -380,8 +388,22 @@ static int take_piece(wsconn_t *c, const char *in, size_t len, bool first, bool 
 
 static int on_receive(wsconn_t *c, struct lws *wsi, const char *in, size_t len)
 {
-    int rc = take_piece(c, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
-                        lws_remaining_packet_payload(wsi));
+    bool first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi);
+    size_t more = lws_remaining_packet_payload(wsi);
+    /* RFC 6455 §8.1: a text message that is not UTF-8 fails the connection (1007).
+     * lws's own LWS_SERVER_OPTION_VALIDATE_UTF8 let such frames through. */
+    if (!lws_frame_is_binary(wsi)) {
+        if (first)
+            utf8_stream_reset(&c->rx_utf8);
+        if (!utf8_stream_feed(&c->rx_utf8, in, len) ||
+            (final && !more && !utf8_stream_complete(&c->rx_utf8))) {
+            c->net->stats.bad_frames++;
+            LOG_DEBUG("text message is not UTF-8, closing", LF_STR("peer", c->key));
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, (unsigned char *)"invalid UTF-8", 13);
+            return -1;
+        }
+    }
+    int rc = take_piece(c, in, len, first, final, more);
     if (rc) {
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too large", 17);
         return -1;
@@ -466,7 +488,9 @@ static int client_rx(wsconn_t *c, const unsigned char *in, size_t len)
             LOG_WARN("protocol error from the server, closing", LF_STR("peer", c->key));
         }
         c->closing = true;
-        write_client_close(c, rc, rc == WSF_CLOSE_TOO_BIG ? "message too large" : "protocol error");
+        write_client_close(c, rc, rc == WSF_CLOSE_TOO_BIG  ? "message too large"
+                                  : rc == WSF_CLOSE_INVALID ? "invalid UTF-8"
+                                                            : "protocol error");
     }
     return rc ? -1 : 0;
 }
@@ -663,6 +687,20 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (!c || c->closing)
             return c ? -1 : 0;
         return on_receive(c, wsi, in, len);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        /* lws echoes the peer's close payload as it is; a reason that is not UTF-8
+         * is answered with 1007 instead, a 1-byte payload or a code that may not
+         * be sent with 1002 (RFC 6455 §5.5.1, §7.4). */
+        if (len == 1 || (len >= 2 && !wsf_close_code_ok((unsigned)((unsigned char *)in)[0] << 8 |
+                                                        ((unsigned char *)in)[1]))) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"protocol error", 14);
+            return -1;
+        }
+        if (len > 2 && !utf8_valid((const char *)in + 2, len - 2)) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, (unsigned char *)"invalid UTF-8", 13);
+            return -1;
+        }
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         if (!c)
             return 0;
@@ -784,6 +822,7 @@ wsconn_t *wsconn_dial_lane(wsnet_t *n, const addr_t *target, const char *path,
     sbuf_init(&c->cl->hs, 0, 0);
     sbuf_init(&c->cl->out, 0, 0);
     wsf_rx_init(&c->cl->rx);
+    c->cl->rx.max_msg = n->max_frame;
     c->dial_port = target->port;
     c->hs_timeout_ms = handshake_timeout_ms;
     n->stats.conns_dialed++;
@@ -883,6 +922,14 @@ static struct lws_vhost *vhost_new(wsnet_t *n, const char *name, const char *ifa
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | options;
     info.keepalive_timeout = 60;
     info.timeout_secs = 10;
+    /* A peer that goes quiet is pinged, and hung up on if it answers nothing: that
+     * ends a connection stuck inside a frame whose header announced more than will
+     * ever come (up to 2^63-1 bytes; a PONG cannot be sent inside a frame), which
+     * lws would otherwise wait for forever. Node peers answer pings on their own. */
+    static const lws_retry_bo_t idle_policy = {.secs_since_valid_ping = WSCONN_PING_IDLE_S,
+                                               .secs_since_valid_hangup = WSCONN_HANGUP_IDLE_S};
+    if (port != CONTEXT_PORT_NO_LISTEN)
+        info.retry_and_idle_policy = &idle_policy;
     return lws_create_vhost(n->ctx, &info);
 }
 

@@ -12,6 +12,7 @@
 #include "modem.h"
 #include "resolve.h"
 #include "sbuf.h"
+#include "utf8.h"
 
 #include <libwebsockets.h>
 #include <stdbool.h>
@@ -36,6 +37,11 @@ typedef struct wsnet_ops {
     /* GET on the listening port without Upgrade. Fill reply; status 0 = 404. */
     void (*http)(wsnet_t *n, const char *path, http_reply_t *reply);
 } wsnet_ops_t;
+
+/* Inbound connections: lws pings a peer quiet for WSCONN_PING_IDLE_S and hangs up
+ * if nothing valid (a PONG) came back by WSCONN_HANGUP_IDLE_S. */
+#define WSCONN_PING_IDLE_S   20
+#define WSCONN_HANGUP_IDLE_S 30
 
 typedef struct wsnet_stats {
     uint64_t conns_accepted, conns_dialed, conns_rejected, dial_failures;
@@ -90,6 +96,7 @@ struct wsconn {
     wsmsg_t     *qhead, *qtail;
     size_t       qbytes;
     sbuf_t       rx;
+    utf8_stream_t rx_utf8;       /* inbound: the text message being received, checked */
     loop_timer_t dial_timer;
     bool         resolving;      /* outbound: waiting for the resolver */
     int          resolve_err;    /* outbound: the lookup failed (RESOLVE_E_*), 0 if not */

@@ -167,6 +167,14 @@ void wsf_rx_init(wsf_rx_t *rx)
     memset(rx, 0, sizeof(*rx));
 }
 
+/* RFC 6455 §7.4: the codes a close frame may carry (1005, 1006 and 1015 are for
+ * reporting only; 1012-1014 are IANA-registered since). */
+bool wsf_close_code_ok(unsigned code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
 /* A complete header is in rx->hdr: check it and start the frame. */
 static int start_frame(wsf_rx_t *rx)
 {
@@ -199,8 +207,16 @@ static int start_frame(wsf_rx_t *rx)
             return WSF_CLOSE_PROTOCOL;
         rx->msg = (uint8_t)op;
         rx->msg_first = true;
+        rx->msg_len = 0;
+        utf8_stream_reset(&rx->utf8);
     } else {
         return WSF_CLOSE_PROTOCOL;
+    }
+    if (!(op & 0x08)) {
+        /* judged on the header: a frame that could never fit is not waited for */
+        if (rx->max_msg && len > rx->max_msg - rx->msg_len)
+            return WSF_CLOSE_TOO_BIG;
+        rx->msg_len += len;
     }
     rx->op = (uint8_t)op;
     rx->fin = fin;
@@ -236,6 +252,10 @@ int wsf_rx_feed(wsf_rx_t *rx, const unsigned char *p, size_t n, const wsf_rx_ops
         } else {
             bool first = rx->msg_first;
             rx->msg_first = false;
+            if (rx->msg == WSF_OP_TEXT &&
+                (!utf8_stream_feed(&rx->utf8, p, take) ||
+                 (rx->fin && !rx->remain && !utf8_stream_complete(&rx->utf8))))
+                return WSF_CLOSE_INVALID;
             if ((rc = ops->data(arg, p, take, first, rx->fin, rx->remain)))
                 return rc;
         }
@@ -244,6 +264,12 @@ int wsf_rx_feed(wsf_rx_t *rx, const unsigned char *p, size_t n, const wsf_rx_ops
         if (!rx->remain) {
             rx->in_payload = false;
             if (rx->op & 0x08) {
+                if (rx->op == WSF_OP_CLOSE && rx->ctllen) {
+                    if (rx->ctllen < 2 || !wsf_close_code_ok((unsigned)rx->ctl[0] << 8 | rx->ctl[1]))
+                        return WSF_CLOSE_PROTOCOL;
+                    if (!utf8_valid((const char *)rx->ctl + 2, rx->ctllen - 2))
+                        return WSF_CLOSE_INVALID;
+                }
                 if ((rc = ops->control(arg, rx->op, rx->ctl, rx->ctllen)))
                     return rc;
             } else if (rx->fin) {

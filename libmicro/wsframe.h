@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "utf8.h"
+
 enum {
     WSF_OP_CONT = 0x0, WSF_OP_TEXT = 0x1, WSF_OP_BINARY = 0x2,
     WSF_OP_CLOSE = 0x8, WSF_OP_PING = 0x9, WSF_OP_PONG = 0xa,
@@ -25,6 +27,7 @@ enum {
 /* Close codes we send when the server breaks the protocol. */
 #define WSF_CLOSE_NORMAL   1000
 #define WSF_CLOSE_PROTOCOL 1002
+#define WSF_CLOSE_INVALID  1007 /* a text message or close reason that is not UTF-8 */
 #define WSF_CLOSE_TOO_BIG  1009
 
 /* ---- the opening handshake ---- */
@@ -63,6 +66,9 @@ typedef struct wsf_rx {
     bool          msg_first;/* nothing of that message delivered yet */
     unsigned char ctl[125]; /* a control frame's payload */
     size_t        ctllen;
+    uint64_t      max_msg;  /* largest message accepted (0 = no limit), set after init */
+    uint64_t      msg_len;  /* announced length of the message so far */
+    utf8_stream_t utf8;     /* a text message's UTF-8, checked as it arrives */
 } wsf_rx_t;
 
 typedef struct wsf_rx_ops {
@@ -75,8 +81,15 @@ typedef struct wsf_rx_ops {
 } wsf_rx_ops_t;
 
 void wsf_rx_init(wsf_rx_t *rx);
+/* Whether a close frame may carry this code (RFC 6455 §7.4, IANA registry). */
+bool wsf_close_code_ok(unsigned code);
 /* Parses bytes from the server. Returns 0; or the close code to send when the
- * stream breaks RFC 6455 (WSF_CLOSE_PROTOCOL); or whatever non-zero value a
+ * stream breaks RFC 6455 (WSF_CLOSE_PROTOCOL: also a close frame with a 1-byte
+ * payload or a code that may not be sent); WSF_CLOSE_INVALID for a text message or
+ * a close reason that is not UTF-8 (checked before any of it is delivered);
+ * WSF_CLOSE_TOO_BIG as soon as a header announces more than max_msg for its
+ * message (a 2^63-1 length is refused at once, not waited for); or whatever
+ * non-zero value a
  * callback returned (a close code, or -1 for "stop, already handled"). After a
  * non-zero return the stream is not usable any more. */
 int wsf_rx_feed(wsf_rx_t *rx, const unsigned char *p, size_t n, const wsf_rx_ops_t *ops, void *arg);

@@ -17,7 +17,9 @@
 // Env: MICRO_BUILD_DIR, MICRO_REQUIRE_BINARIES=1 (README.md)
 
 const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
 const http = require('node:http');
+const net = require('node:net');
 const { describe } = require('node:test');
 const m = require('./lib/mesh');
 
@@ -289,4 +291,161 @@ describe('log forging and hostile identities (issue 10, item 4)', { skip: m.skip
       await checkSidecar(t, format);
     });
   }
+});
+
+// ---------------------------------------------------------------------------
+// WebSocket framing (issue 10, item 17): text that is not UTF-8 and close reasons that
+// are not UTF-8 close with 1007; a header announcing 2^63-1 bytes is refused at once by
+// our client (1009) and timed out by our server (lws pings, WSCONN_HANGUP_IDLE_S = 30).
+
+/** Close frames in a byte stream -> [code]; masked or not. */
+function closeCodes(buf) {
+  const out = [];
+  let i = 0;
+  while (i + 2 <= buf.length) {
+    const op = buf[i] & 0x0f;
+    const masked = buf[i + 1] & 0x80;
+    let len = buf[i + 1] & 0x7f;
+    let j = i + 2;
+    if (len === 126) {
+      len = buf.readUInt16BE(j);
+      j += 2;
+    } else if (len === 127) {
+      len = Number(buf.readBigUInt64BE(j));
+      j += 8;
+    }
+    const key = masked ? buf.subarray(j, j + 4) : null;
+    if (masked) j += 4;
+    if (j + len > buf.length) break;
+    const pl = Buffer.from(buf.subarray(j, j + len));
+    if (key) for (let k = 0; k < pl.length; k++) pl[k] ^= key[k & 3];
+    if (op === 0x8) out.push(pl.length >= 2 ? pl.readUInt16BE(0) : 1005);
+    i = j + len;
+  }
+  return out;
+}
+
+/** A raw WebSocket client on a TCP socket: handshake done, then frames by hand. */
+function rawWsClient(port, path) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, HOST);
+    let buf = Buffer.alloc(0);
+    let up = false;
+    s.rx = Buffer.alloc(0);
+    s.closedAt = null;
+    s.on('connect', () => s.write(`GET ${path} HTTP/1.1\r\nHost: ${HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'));
+    s.on('data', (d) => {
+      if (up) {
+        s.rx = Buffer.concat([s.rx, d]);
+        return;
+      }
+      buf = Buffer.concat([buf, d]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      if (!/^HTTP\/1\.1 101/.test(buf.toString('latin1'))) return reject(new Error(`no upgrade: ${buf}`));
+      up = true;
+      s.rx = buf.subarray(end + 4);
+      resolve(s);
+    });
+    s.on('close', () => { s.closedAt = Date.now(); });
+    s.on('error', (e) => (up ? null : reject(e)));
+  });
+}
+
+/** A masked client frame. */
+function clientFrame(b0, payload) {
+  const key = Buffer.from([1, 2, 3, 4]);
+  const pl = Buffer.from(payload);
+  const hdr = pl.length < 126 ? Buffer.from([b0, 0x80 | pl.length]) : Buffer.from([b0, 0x80 | 126, pl.length >> 8, pl.length & 255]);
+  const m = Buffer.from(pl);
+  for (let k = 0; k < m.length; k++) m[k] ^= key[k & 3];
+  return Buffer.concat([hdr, key, m]);
+}
+
+const HUGE_HEADER_MASKED = Buffer.from([0x81, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4]);
+
+describe('WebSocket framing (issue 10, item 17)', { skip: m.skipReason() }, () => {
+  test('server side (registry and sidecar mesh port): invalid UTF-8 text and close reasons get 1007', async (t) => {
+    const reg = await m.startRegistry(t);
+    const sc = await m.startSidecar(t, { ns: 'b', registryPort: reg.port });
+    const cases = [
+      { what: 'a text frame that is not UTF-8', frame: clientFrame(0x81, [0x7b, 0xff, 0xfe, 0x7d]), code: 1007 },
+      { what: 'a text message whose last fragment cuts a sequence', frame: Buffer.concat([clientFrame(0x01, [0x61]), clientFrame(0x80, [0xe2, 0x82])]), code: 1007 },
+      { what: 'a close reason that is not UTF-8', frame: clientFrame(0x88, [0x03, 0xe8, 0xff, 0xfe]), code: 1007 },
+      { what: 'a close with a 1-byte payload', frame: clientFrame(0x88, [0x03]), code: 1002 },
+      { what: 'a close with code 1005', frame: clientFrame(0x88, [0x03, 0xed]), code: 1002 },
+      { what: 'a good close (echoed)', frame: clientFrame(0x88, [0x03, 0xe8, 0x6f, 0x6b]), code: 1000 },
+    ];
+    for (const [name, port] of [['registry', reg.port], ['sidecar', sc.meshPort]]) {
+      for (const c of cases) {
+        const s = await rawWsClient(port, `/${HOST}/${await h.freePort()}/utf8`);
+        t.after(() => s.destroy());
+        s.write(c.frame);
+        await waitFor(() => closeCodes(s.rx).length > 0, { timeoutMs: 3000, message: `${name}: ${c.what}: a close frame comes back` });
+        assert.deepEqual(closeCodes(s.rx), [c.code], `${name}: ${c.what}`);
+        s.destroy();
+      }
+    }
+  });
+
+  test('server side: a header announcing 2^63-1 bytes with no payload is hung up on; an idle peer that answers pings stays', { timeout: 90000 }, async (t) => {
+    const reg = await m.startRegistry(t, { heartbeatTimeoutMs: 120000 }); // eviction must not be what closes it
+    const sc = await m.startSidecar(t, { ns: 'b', registryPort: reg.port });
+    const stuck = [];
+    for (const port of [reg.port, sc.meshPort]) {
+      const s = await rawWsClient(port, `/${HOST}/${await h.freePort()}/stuck`);
+      t.after(() => s.destroy());
+      s.write(HUGE_HEADER_MASKED);
+      stuck.push(s);
+    }
+    const idle = h.rawPeer(HOST, sc.meshPort, [HOST, await h.freePort(), 'idle'], { t });
+    await idle.ready();
+    const started = Date.now();
+    await waitFor(() => stuck.every((s) => s.closedAt), { timeoutMs: 60000, intervalMs: 250, message: 'both stuck connections are closed' });
+    const took = Math.max(...stuck.map((s) => s.closedAt)) - started;
+    assert.ok(took < 60000, `closed after ${took} ms`);
+    assert.ok(idle.isOpen, 'the idle peer (it answers pings) is still connected');
+    const r = await idle.request('/-/health', null, { timeout: 5000 }).catch((e) => ({ error: e.message }));
+    assert.ok(!r.error, `the idle peer still works: ${JSON.stringify(r)}`);
+  });
+
+  test('client side (a sidecar dialing a hostile registry): 2^63-1 header -> 1009 at once; bad text or close reason -> 1007', async (t) => {
+    const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+    const cases = [
+      { what: '2^63-1 length, no payload', bytes: Buffer.from([0x81, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), code: 1009 },
+      { what: 'a text frame that is not UTF-8', bytes: Buffer.from([0x81, 0x03, 0x7b, 0xff, 0x7d]), code: 1007 },
+      { what: 'a close reason that is not UTF-8', bytes: Buffer.from([0x88, 0x04, 0x03, 0xe8, 0xc3, 0x28]), code: 1007 },
+    ];
+    for (const c of cases) {
+      const got = [];
+      const server = net.createServer((sock) => {
+        let buf = Buffer.alloc(0);
+        let up = false;
+        sock.on('data', (d) => {
+          buf = Buffer.concat([buf, d]);
+          if (!up) {
+            const end = buf.indexOf('\r\n\r\n');
+            if (end < 0) return;
+            const key = /sec-websocket-key:\s*(\S+)/i.exec(buf.toString('latin1'))[1];
+            const accept = crypto.createHash('sha1').update(key + GUID).digest('base64');
+            sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+            sock.write(c.bytes);
+            up = true;
+            buf = buf.subarray(end + 4);
+          }
+          got.splice(0, got.length, ...closeCodes(buf));
+        });
+        sock.on('error', () => {});
+      });
+      await new Promise((r) => server.listen(0, HOST, r));
+      t.after(() => server.close());
+      const sc = await m.startSidecar(t, { ns: 'b', registryPort: server.address().port, waitReady: false });
+      const t0 = Date.now();
+      await waitFor(() => got.length > 0, { timeoutMs: 5000, message: `${c.what}: the sidecar closes` });
+      assert.equal(got[0], c.code, `${c.what}: close code`);
+      assert.ok(Date.now() - t0 < 5000);
+      await sc.proc.stop?.();
+    }
+  });
 });

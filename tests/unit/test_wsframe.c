@@ -695,7 +695,7 @@ static void mixed_stream(sbuf_t *b)
     frame(b, FIN | WSF_OP_CONT, pl + 2, 65535);        /* 16-bit, the largest */
     frame(b, FIN | WSF_OP_TEXT, "", 0);
     frame(b, FIN | WSF_OP_BINARY, pl + 3, 65536);      /* 64-bit length */
-    frame(b, WSF_OP_TEXT, pl, 125);
+    frame(b, WSF_OP_BINARY, pl, 125);                 /* not UTF-8: binary */
     frame(b, FIN | WSF_OP_CONT, pl, 1);
     frame(b, FIN | WSF_OP_CLOSE, "\x03\xe8", 2);
 }
@@ -925,9 +925,178 @@ static void rx_callback_return_values(void **state)
     sbuf_free(&b);
 }
 
+/* Feeds b whole and then byte by byte into a parser with max_msg; both must agree. */
+static int feed_limited(const sbuf_t *b, uint64_t max_msg, rec_t *r, size_t *events_one)
+{
+    wsf_rx_t rx;
+    wsf_rx_init(&rx);
+    rx.max_msg = max_msg;
+    int rc = wsf_rx_feed(&rx, bytes(b), b->len, &rec_ops, r);
+    rec_t *r1 = rec_new();
+    wsf_rx_init(&rx);
+    rx.max_msg = max_msg;
+    int rc1 = 0;
+    for (size_t i = 0; i < b->len && !rc1; i++)
+        rc1 = wsf_rx_feed(&rx, bytes(b) + i, 1, &rec_ops, r1);
+    assert_int_equal(rc1, rc);
+    if (events_one)
+        *events_one = r1->nev;
+    rec_free(r1);
+    return rc;
+}
+
+static void rx_text_must_be_utf8(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        const char *parts[3]; /* fragments of one text message */
+        size_t lens[3];
+        int rc;
+    } cases[] = {
+        {"ascii", {"hello"}, {5}, 0},
+        {"two- to four-byte sequences", {"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"}, {9}, 0},
+        {"a sequence split over fragments", {"a\xe2", "\x82", "\xac"}, {2, 1, 1}, 0},
+        {"NUL is UTF-8", {"a\0b"}, {3}, 0},
+        {"0xff", {"a\xff"}, {2}, WSF_CLOSE_INVALID},
+        {"a lone continuation byte", {"\x80"}, {1}, WSF_CLOSE_INVALID},
+        {"overlong '/'", {"\xc0\xaf"}, {2}, WSF_CLOSE_INVALID},
+        {"overlong three bytes", {"\xe0\x80\xaf"}, {3}, WSF_CLOSE_INVALID},
+        {"overlong four bytes", {"\xf0\x80\x80\xaf"}, {4}, WSF_CLOSE_INVALID},
+        {"a surrogate", {"\xed\xa0\x80"}, {3}, WSF_CLOSE_INVALID},
+        {"past U+10FFFF", {"\xf4\x90\x80\x80"}, {4}, WSF_CLOSE_INVALID},
+        {"a sequence cut at the message end", {"ok\xe2\x82"}, {4}, WSF_CLOSE_INVALID},
+        {"cut at the end of the last fragment", {"a", "\xc3"}, {1, 1}, WSF_CLOSE_INVALID},
+        {"bad in a later fragment", {"fine", "\xfe"}, {4, 1}, WSF_CLOSE_INVALID},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sbuf_t b;
+        sbuf_init(&b, 0, 0);
+        size_t np = 0;
+        while (np < 3 && cases[i].parts[np])
+            np++;
+        for (size_t k = 0; k < np; k++)
+            frame(&b, (k + 1 == np ? FIN : 0) | (k ? WSF_OP_CONT : WSF_OP_TEXT), cases[i].parts[k],
+                  cases[i].lens[k]);
+        rec_t *r = rec_new();
+        int rc = feed_limited(&b, 0, r, NULL);
+        if (rc != cases[i].rc)
+            fail_msg("%s: returned %d, want %d", cases[i].what, rc, cases[i].rc);
+        /* nothing of a bad piece is delivered */
+        size_t got = 0;
+        for (size_t k = 0; k < r->nev; k++)
+            got += r->ev[k].n;
+        if (!rc) {
+            size_t want = 0;
+            for (size_t k = 0; k < np; k++)
+                want += cases[i].lens[k];
+            assert_int_equal(got, want);
+        }
+        rec_free(r);
+        sbuf_free(&b);
+    }
+    /* binary frames are not text: any bytes */
+    sbuf_t b;
+    sbuf_init(&b, 0, 0);
+    frame(&b, FIN | WSF_OP_BINARY, "\xff\xfe\xc0", 3);
+    rec_t *r = rec_new();
+    assert_int_equal(feed_limited(&b, 0, r, NULL), 0);
+    assert_int_equal(r->nev, 1);
+    rec_free(r);
+    /* a text message after a bad-looking binary one starts clean */
+    frame(&b, FIN | WSF_OP_TEXT, "\xc3\xa9", 2);
+    r = rec_new();
+    assert_int_equal(feed_limited(&b, 0, r, NULL), 0);
+    assert_int_equal(r->nev, 2);
+    rec_free(r);
+    sbuf_free(&b);
+}
+
+static void rx_close_payload_checked(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        const char *pl;
+        size_t n;
+        int rc;
+    } cases[] = {
+        {"no payload", "", 0, 0},
+        {"1000", "\x03\xe8", 2, 0},
+        {"1001 with a reason", "\x03\xe9going away", 12, 0},
+        {"1000 with a UTF-8 reason", "\x03\xe8\xc3\xa9t\xc3\xa9", 7, 0},
+        {"4999", "\x13\x87", 2, 0},
+        {"3000", "\x0b\xb8", 2, 0},
+        {"a reason that is not UTF-8", "\x03\xe8\xff\xfe", 4, WSF_CLOSE_INVALID},
+        {"a reason cut inside a sequence", "\x03\xe8" "ab\xe2\x82", 6, WSF_CLOSE_INVALID},
+        {"one byte", "\x03", 1, WSF_CLOSE_PROTOCOL},
+        {"code 999", "\x03\xe7", 2, WSF_CLOSE_PROTOCOL},
+        {"code 1004", "\x03\xec", 2, WSF_CLOSE_PROTOCOL},
+        {"code 1005 (report only)", "\x03\xed", 2, WSF_CLOSE_PROTOCOL},
+        {"code 1006 (report only)", "\x03\xee", 2, WSF_CLOSE_PROTOCOL},
+        {"code 1015 (report only)", "\x03\xf7", 2, WSF_CLOSE_PROTOCOL},
+        {"code 5000", "\x13\x88", 2, WSF_CLOSE_PROTOCOL},
+        {"code 0", "\x00\x00", 2, WSF_CLOSE_PROTOCOL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        sbuf_t b;
+        sbuf_init(&b, 0, 0);
+        frame(&b, FIN | WSF_OP_CLOSE, cases[i].pl, cases[i].n);
+        rec_t *r = rec_new();
+        int rc = feed_limited(&b, 0, r, NULL);
+        if (rc != cases[i].rc)
+            fail_msg("close %s: returned %d, want %d", cases[i].what, rc, cases[i].rc);
+        assert_int_equal(r->nev, rc ? 0 : 1); /* a bad close is not handed over */
+        rec_free(r);
+        sbuf_free(&b);
+    }
+}
+
+static void rx_too_big_on_the_header(void **state)
+{
+    (void)state;
+    sbuf_t b;
+    sbuf_init(&b, 0, 0);
+    /* 2^63-1 announced, no payload: refused on the header, not waited for */
+    static const unsigned char huge[] = {0x81, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    put(&b, huge, sizeof(huge));
+    rec_t *r = rec_new();
+    assert_int_equal(feed_limited(&b, 1 << 20, r, NULL), WSF_CLOSE_TOO_BIG);
+    assert_int_equal(r->nev, 0);
+    rec_free(r);
+    r = rec_new(); /* without a limit the parser just waits for the payload */
+    assert_int_equal(feed_limited(&b, 0, r, NULL), 0);
+    rec_free(r);
+    /* fragments count together: 600 + 600 > 1000 is refused at the second header */
+    sbuf_reset(&b);
+    static unsigned char pl[600];
+    memset(pl, 'a', sizeof(pl));
+    frame(&b, WSF_OP_TEXT, pl, 600);
+    frame(&b, FIN | WSF_OP_PING, "", 0);
+    frame(&b, FIN | WSF_OP_CONT, pl, 600);
+    r = rec_new();
+    size_t one = 0;
+    assert_int_equal(feed_limited(&b, 1000, r, &one), WSF_CLOSE_TOO_BIG);
+    assert_int_equal(r->nev, 2); /* the first fragment and the ping */
+    rec_free(r);
+    /* exactly the limit is fine, and the next message starts from 0 */
+    sbuf_reset(&b);
+    frame(&b, WSF_OP_TEXT, pl, 400);
+    frame(&b, FIN | WSF_OP_CONT, pl, 600);
+    frame(&b, FIN | WSF_OP_TEXT, pl, 600);
+    frame(&b, FIN | WSF_OP_PING, pl, 125); /* control frames do not count */
+    r = rec_new();
+    assert_int_equal(feed_limited(&b, 1000, r, NULL), 0);
+    rec_free(r);
+    sbuf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rx_text_must_be_utf8),
+        cmocka_unit_test(rx_close_payload_checked),
+        cmocka_unit_test(rx_too_big_on_the_header),
         cmocka_unit_test(handshake_key_base64),
         cmocka_unit_test(handshake_request_lines),
         cmocka_unit_test(handshake_response_accepts),
