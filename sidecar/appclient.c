@@ -37,7 +37,8 @@ struct appconn {
     struct lws *wsi;
     app_req_t  *req;
     bool        connected;
-    bool        written;
+    bool        written;         /* the app has (some of) req's bytes */
+    bool        closing;         /* closed by us: every later callback closes it */
     bool        dialing;         /* inside lws_client_connect_via_info */
     bool        dial_failed;     /* lws reported the failure synchronously */
     http1_resp_t resp;
@@ -100,11 +101,17 @@ static void fail(app_req_t *r, int status, const char *error)
     finish(r, &res);
 }
 
+/* Closes from outside the connection's own callbacks. The flag matters: lws
+ * clears a pending timeout (our kill) when a connect completes, so a connection
+ * cancelled while dialing would otherwise stay open, counted and unused, for good. */
 static void conn_close(appconn_t *c)
 {
+    c->closing = true;
     if (c->wsi)
         loop_kill_async(c->wsi);
 }
+
+static void conn_idle(appconn_t *c);
 
 static void dequeue(pool_t *p, app_req_t *r)
 {
@@ -122,17 +129,24 @@ static void dequeue(pool_t *p, app_req_t *r)
     r->queued = false;
 }
 
-/* Takes r off its wait queue or its connection (which is closed: the only way
- * HTTP/1.1 can tell the app that nobody wants the answer). */
+/* Takes r off its wait queue or its connection. A connection the app has seen
+ * the request on is closed (the only way HTTP/1.1 can tell the app that nobody
+ * wants the answer); one that has not sent it yet stays for the next request:
+ * once connected it goes idle (or serves a waiting request). */
 static void detach(app_req_t *r)
 {
     if (r->queued)
         dequeue(r->pool, r);
-    if (r->conn) {
-        r->conn->req = NULL;
-        conn_close(r->conn);
-        r->conn = NULL;
-    }
+    appconn_t *c = r->conn;
+    if (!c)
+        return;
+    c->req = NULL;
+    r->conn = NULL;
+    if (c->written)
+        conn_close(c);
+    else if (c->connected)
+        conn_idle(c);
+    /* else RAW_CONNECTED finds no request and makes it idle */
 }
 
 static void on_timeout(loop_timer_t *t)
@@ -164,7 +178,7 @@ static void assign(appconn_t *c, app_req_t *r)
      * close fails or retries r as any dropped connection does. */
     c->written = true;
     if (lws_write(c->wsi, (unsigned char *)r->out + LWS_PRE, r->outlen, LWS_WRITE_RAW) < 0)
-        loop_kill_async(c->wsi);
+        conn_close(c);
 }
 
 /* Opens a connection to address (numeric) for r. Returns 0, or 1 when it
@@ -232,6 +246,7 @@ static void conn_gone(appclient_t *a, appconn_t *c, const char *why)
 
 static void pool_next(appclient_t *a, pool_t *p);
 
+/* c has no request: give it the first waiting one, or put it on the idle list. */
 static void conn_idle(appconn_t *c)
 {
     pool_t *p = c->pool;
@@ -331,7 +346,8 @@ int appclient_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     appclient_t *a = lws_get_protocol(wsi)->user;
     pool_t *p = c->pool;
     if (c->dialing) { /* failure reported from inside lws_client_connect_via_info */
-        if (reason == LWS_CALLBACK_CLIENT_CONNECTION_ERROR || reason == LWS_CALLBACK_RAW_CLOSE) {
+        if (reason == LWS_CALLBACK_CLIENT_CONNECTION_ERROR || reason == LWS_CALLBACK_RAW_CLOSE ||
+            reason == LWS_CALLBACK_WSI_DESTROY) {
             c->dial_failed = true;
             lws_set_opaque_user_data(wsi, NULL);
         } else if (reason == LWS_CALLBACK_RAW_CONNECTED) {
@@ -339,11 +355,16 @@ int appclient_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         }
         return 0;
     }
+    if (c->closing && (reason == LWS_CALLBACK_RAW_CONNECTED || reason == LWS_CALLBACK_RAW_RX ||
+                       reason == LWS_CALLBACK_RAW_WRITEABLE))
+        return -1;
     switch (reason) {
     case LWS_CALLBACK_RAW_CONNECTED:
         c->connected = true;
         if (c->req)
             lws_callback_on_writable(wsi);
+        else /* its request was cancelled or timed out while it dialed */
+            conn_idle(c);
         break;
     case LWS_CALLBACK_RAW_WRITEABLE: {
         app_req_t *r = c->req;
@@ -383,6 +404,7 @@ int appclient_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     }
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
     case LWS_CALLBACK_RAW_CLOSE:
+    case LWS_CALLBACK_WSI_DESTROY: /* one that ended without either of the above */
         conn_gone(a, c, reason == LWS_CALLBACK_RAW_CLOSE ? "the app closed the connection"
                                                          : "cannot connect to the app");
         pool_next(a, p);
