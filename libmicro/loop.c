@@ -80,6 +80,33 @@ void loop_timer_cancel(loop_timer_t *t)
         lws_sul_cancel(&t->sul);
 }
 
+static void io_from_ev(struct ev_loop *l, ev_io *w, int revents)
+{
+    loop_io_t *io = lws_container_of(w, loop_io_t, ev);
+    (void)l;
+    (void)revents;
+    io->cb(io);
+}
+
+int loop_io_start(loop_io_t *w, int fd, loop_io_cb cb)
+{
+    if (!evloop || fd < 0)
+        return -1;
+    loop_io_stop(w);
+    w->cb = cb;
+    ev_io_init(&w->ev, io_from_ev, fd, EV_READ);
+    ev_io_start(evloop, &w->ev);
+    w->active = true;
+    return 0;
+}
+
+void loop_io_stop(loop_io_t *w)
+{
+    if (w->active && evloop)
+        ev_io_stop(evloop, &w->ev);
+    w->active = false;
+}
+
 void loop_kill_async(struct lws *wsi)
 {
     lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);

@@ -31,6 +31,19 @@ struct loop_timer {
 void loop_timer_schedule(struct lws_context *ctx, loop_timer_t *t, loop_timer_cb cb, int64_t us);
 void loop_timer_cancel(loop_timer_t *t);
 
+/* Watches a descriptor someone else owns (libmicrohttpd's sockets) for
+ * readability, on the libev loop. start returns -1 on lws's poll() loop, where
+ * there is nothing to add it to. Stop it before the owner closes the fd. */
+typedef struct loop_io loop_io_t;
+typedef void (*loop_io_cb)(loop_io_t *w);
+struct loop_io {
+    ev_io      ev;
+    loop_io_cb cb;
+    bool       active;
+};
+int  loop_io_start(loop_io_t *w, int fd, loop_io_cb cb);
+void loop_io_stop(loop_io_t *w);
+
 /* Closes wsi from outside its own callbacks (a timer, the end of a pass):
  * lws_set_timeout(..., LWS_TO_KILL_ASYNC) plus a wake-up of lws's event pipe. On
  * the libev loop lws only looks at its timeouts after one of its own events or

@@ -9,12 +9,14 @@
 #include "url.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 struct api {
     sidecar_t          *s;
@@ -47,6 +49,7 @@ typedef struct apireq {
     char                  *query;  /* "?..." of the request target as sent, or NULL */
     bool                   query_too_long;
     const jindex_t        *ix;   /* the body's member index: during the handler only */
+    loop_io_t              hup;  /* while suspended: watches for the client going away */
 } apireq_t;
 
 static void run_soon(api_t *a);
@@ -108,6 +111,7 @@ static enum MHD_Result queue(apireq_t *r)
 
 static void resume(apireq_t *r)
 {
+    loop_io_stop(&r->hup); /* before MHD may close the socket */
     if (r->suspended) {
         r->suspended = false;
         r->a->suspended--;
@@ -142,6 +146,40 @@ static void call_done(void *arg, const call_result_t *res)
                      res->message ? res->message : "call failed");
     }
     resume(r);
+}
+
+/* A suspended MHD connection is not polled, so MHD would only notice a client
+ * that went away once the call is over: its completion callback (and so the
+ * ABORT to the provider) waited for the whole call or its timeout. We watch the
+ * socket ourselves meanwhile. Readable with nothing to read (EOF) or an error
+ * means the client is gone: the call is detached (ABORT sent, state freed) and
+ * the connection resumed, so MHD finds the dead socket and completes it. Bytes
+ * to read (a pipelined request) end the watch: we cannot tell more then. */
+static void on_hangup(loop_io_t *w)
+{
+    apireq_t *r = lws_container_of(w, apireq_t, hup);
+    char b;
+    ssize_t n = recv(w->ev.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    loop_io_stop(w);
+    if (n > 0)
+        return;
+    LOG_DEBUG("API client went away mid-call", "cid=%s", r->cid);
+    if (r->call) {
+        call_t *c = r->call;
+        r->call = NULL;
+        call_detach(c);
+    }
+    answer_error(r, 503, 503, "the client went away");
+    resume(r);
+}
+
+static void watch_hangup(apireq_t *r)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        loop_io_start(&r->hup, ci->connect_fd, on_hangup);
 }
 
 static bool header_int(struct MHD_Connection *c, const char *name, long long min, long long max,
@@ -195,6 +233,7 @@ static void start_call(apireq_t *r, const char *ns, const char *url, jspan_t pay
     r->suspended = true;
     r->a->suspended++;
     MHD_suspend_connection(r->conn);
+    watch_hangup(r);
 }
 
 /* POST /v1/call/{ns}/{url...} and /v1/push/{ns}/{url...} */
@@ -548,6 +587,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     if (!r)
         return;
+    loop_io_stop(&r->hup);
     if (r->call)
         call_detach(r->call);
     r->a->live--;
