@@ -543,6 +543,8 @@ static int http_request(wsnet_t *n, struct lws *wsi, pss_t *pss, const char *pat
     pss->len = r.body.len;
     pss->body = r.body.len ? strdup(sbuf_data(&r.body)) : NULL;
     sbuf_free(&r.body);
+    if (n->listening) /* a keep-alive client that keeps asking keeps its connection */
+        listener_touch(&n->listener, wsi);
     lws_callback_on_writable(wsi);
     return 0;
 }
@@ -647,6 +649,7 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         }
         c->wsi = wsi;
         lws_set_opaque_user_data(wsi, c);
+        listener_established(n->listening ? &n->listener : NULL, wsi);
         n->stats.conns_accepted++;
         n->naccepted++;
         established(c);
@@ -717,8 +720,19 @@ int wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (c)
             conn_finish(c);
         break;
+    case LWS_CALLBACK_WSI_DESTROY: {
+        /* lws may deliver this through protocols[0] whatever the wsi is bound
+         * to: find our net through the vhost, never through proto->user */
+        struct lws_vhost *vh = lws_get_vhost(wsi);
+        wsnet_t *vn = vh ? lws_vhost_user(vh) : NULL;
+        if (vn && vn->listening)
+            listener_done(&vn->listener, wsi);
+        if (!proto || proto->callback != wsconn_lws_callback)
+            break; /* not one of our connections: its opaque data is not a wsconn */
+    }
+        /* fall through */
     case LWS_CALLBACK_RAW_CLOSE:   /* outbound: the socket is gone */
-    case LWS_CALLBACK_WSI_DESTROY: /* one that never reached CONNECTION_ERROR/CLOSED ends here */
+        /* WSI_DESTROY: one that never reached CONNECTION_ERROR/CLOSED ends here */
         if (c && c->dialing) {
             c->dial_failed = true;
             lws_set_opaque_user_data(wsi, NULL);
@@ -920,6 +934,7 @@ static struct lws_vhost *vhost_new(wsnet_t *n, const char *name, const char *ifa
     info.iface = iface;
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | options;
+    info.user = n; /* WSI_DESTROY finds the net (and its listener) through this */
     info.keepalive_timeout = 60;
     info.timeout_secs = 10;
     /* A peer that goes quiet is pinged, and hung up on if it answers nothing: that
@@ -936,56 +951,44 @@ static struct lws_vhost *vhost_new(wsnet_t *n, const char *name, const char *ifa
 int wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
                  const struct lws_protocols *protocols)
 {
-    /* lws binds an AF_INET6 socket unless LWS_SERVER_OPTION_DISABLE_IPV6, to
-     * info.iface when set (an address or an interface name), else to the
-     * wildcard; IPV6_V6ONLY is left to the system unless _V6ONLY_MODIFY. */
-    const char *iface = NULL;
-    uint64_t opts = 0;
-    bool dual = false;
-    n->proto_name = protocols[0].name;
+    /* lws never listens itself: our listener (listener.h) accepts and hands sockets
+     * to this vhost, which can also dial both families whatever the bind */
     n->bound = bind;
-    if (!port) {
-        n->vhost = vhost_new(n, name, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols);
-        return n->vhost ? 0 : -1;
-    }
-    if (!bind || !strcmp(bind, "::")) {
-        dual = true; /* IPV6_V6ONLY off: IPv4 peers arrive as ::ffff:a.b.c.d */
-        opts = LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY;
-        n->bound = "::";
-    } else if (!strcmp(bind, "0.0.0.0")) {
-        opts = LWS_SERVER_OPTION_DISABLE_IPV6;
-    } else {
-        iface = bind;
-        if (!strchr(bind, ':'))
-            opts = LWS_SERVER_OPTION_DISABLE_IPV6;
-        else if (!ipv6_available()) {
-            /* lws would log that it cannot open the socket and carry on without
-             * a listener */
-            LOG_ERROR("no IPv6 on this host", LF_STR("bind", bind));
-            return -1;
-        }
-    }
-    if (dual && !ipv6_available()) {
-        LOG_WARN("no IPv6 on this host: listening on IPv4 only", LF_STR("bind", "::"), LF_INT("port", port));
-        opts = LWS_SERVER_OPTION_DISABLE_IPV6;
-        n->bound = "0.0.0.0";
-    }
-    n->vhost = vhost_new(n, name, iface, port, opts, protocols);
+    n->proto_name = protocols[0].name;
+    n->vhost = vhost_new(n, name, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols);
     if (!n->vhost)
         return -1;
-    if ((opts & LWS_SERVER_OPTION_DISABLE_IPV6) && ipv6_available()) {
-        char dname[64];
-        snprintf(dname, sizeof(dname), "%s-dial", name);
-        n->dial_vhost = vhost_new(n, dname, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols);
-        if (!n->dial_vhost)
-            return -1;
+    if (!port)
+        return 0;
+    const char *where = bind;
+    if (!where || !strcmp(where, "::")) {
+        where = "::"; /* IPV6_V6ONLY off: IPv4 peers arrive as ::ffff:a.b.c.d */
+        n->bound = "::";
+        if (!ipv6_available()) {
+            LOG_WARN("no IPv6 on this host: listening on IPv4 only", LF_STR("bind", "::"), LF_INT("port", port));
+            where = "0.0.0.0";
+            n->bound = "0.0.0.0";
+        }
     }
+    if (listener_start(&n->listener, n->ctx, n->vhost, where, port, n->handshake_timeout_ms)) {
+        LOG_ERROR("cannot listen", LF_STR("bind", where), LF_INT("port", port), LF_STR("err", strerror(errno)));
+        return -1;
+    }
+    n->listening = true;
     return 0;
 }
 
 struct lws_vhost *wsnet_dial_vhost(const wsnet_t *n)
 {
     return n->dial_vhost ? n->dial_vhost : n->vhost;
+}
+
+void wsnet_stop_listening(wsnet_t *n)
+{
+    if (!n->listening)
+        return;
+    n->listening = false;
+    listener_stop(&n->listener);
 }
 
 bool wsconn_token_ok(struct lws *wsi, const char *want)

@@ -9,6 +9,7 @@
 
 #include "addr.h"
 #include "frame.h"
+#include "listener.h"
 #include "modem.h"
 #include "resolve.h"
 #include "sbuf.h"
@@ -69,6 +70,9 @@ struct wsnet {
                            * them itself, blocking the loop (unit tests only) */
     int     last_dial_err; /* why the last wsconn_dial returned NULL: a
                             * RESOLVE_E_* code, or 0 for anything else */
+    int64_t handshake_timeout_ms; /* accepted sockets must be WebSocket by then */
+    listener_t listener; /* our accept loop on the port (listener.h says why) */
+    bool    listening;
     wsnet_stats_t stats;
 };
 
@@ -112,15 +116,18 @@ struct wsconn {
 int  wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                          void *in, size_t len);
 
-/* Creates the listening vhost for a wsnet. bind is an address ("0.0.0.0", "::",
- * "127.0.0.1", "::1"); port 0 = no listener (dial only). "::" is dual stack
- * (IPV6_V6ONLY off, whatever net.ipv6.bindv6only says), and falls back to
- * 0.0.0.0 when the host has no IPv6; n->bound says which. Dialing reaches IPv4
- * and IPv6 peers whatever the bind. Returns 0 or -1. */
+/* Creates the vhost for a wsnet and, unless port is 0 (dial only), our listener
+ * (listener.h) on bind:port ("0.0.0.0", "::", "127.0.0.1", "::1"), which hands
+ * accepted sockets to that vhost. "::" (or NULL) is dual stack (IPV6_V6ONLY off,
+ * whatever net.ipv6.bindv6only says), and falls back to 0.0.0.0 when the host has
+ * no IPv6; n->bound says which. Dialing reaches IPv4 and IPv6 peers whatever the
+ * bind. Set handshake_timeout_ms first. Returns 0 or -1. */
 int  wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
                   const struct lws_protocols *protocols);
 /* The vhost outbound connections of this wsnet (and its protocols) use. */
 struct lws_vhost *wsnet_dial_vhost(const wsnet_t *n);
+/* Stops accepting (the vhost and its connections stay until the context goes). */
+void wsnet_stop_listening(wsnet_t *n);
 
 /* Dials ws://target/path. A host name is resolved by n->resolver first (off
  * the loop thread, with its deadline); the Host header keeps the name. Returns

@@ -511,6 +511,7 @@ int registry_start(registry_t *r, struct lws_context *ctx)
     r->net.max_queue = 8 * (size_t)r->cfg.max_frame_bytes;
     r->net.max_conns = (size_t)r->cfg.max_connections;
     r->net.max_pending = 1024;
+    r->net.handshake_timeout_ms = r->cfg.handshake_timeout_ms;
     protocols[0].user = &r->net;
     if (wsnet_listen(&r->net, "registry", r->cfg.bind, (int)r->cfg.port, protocols))
         return -1;
@@ -522,6 +523,7 @@ void registry_close_all(registry_t *r)
 {
     void *v;
     loop_timer_cancel(&r->sweep);
+    wsnet_stop_listening(&r->net);
     for (size_t it = 0; (it = hmap_next(&r->by_key, it, &v)) != 0;)
         if (((instance_t *)v)->conn)
             wsconn_close(((instance_t *)v)->conn);

@@ -27,6 +27,7 @@ typedef struct registry_config {
     long long max_frame_bytes;
     long long max_connections;
     long long max_connections_per_address;
+    long long handshake_timeout_ms;
     char     *mesh_token;
     bool      verify_peer_address;
     char     *log_level;

@@ -165,7 +165,7 @@ static void on_hangup(loop_io_t *w)
     loop_io_stop(w);
     if (n > 0)
         return;
-    LOG_DEBUG("API client went away mid-call", "cid=%s", r->cid);
+    LOG_DEBUG("API client went away mid-call", LF_STR("cid", r->cid));
     if (r->call) {
         call_t *c = r->call;
         r->call = NULL;

@@ -114,7 +114,7 @@ static const cfg_opt_t options[] = {
     INT("shutdown-grace-ms", "MICRO_SHUTDOWN_GRACE_MS", 0, 3600000, "5000", shutdown_grace_ms, "drain time on SIGTERM"),
     INT("dns-timeout-ms", "MICRO_DNS_TIMEOUT_MS", 1, 600000, "2000", dns_timeout_ms, "host name lookup deadline (registry, peers, app); the dial fails after it"),
     INT("dns-cache-ms", "MICRO_DNS_CACHE_MS", 0, 30000, "10000", dns_cache_ms, "how long a looked-up address is reused (failures: at most 2 s; 0 = no cache)"),
-    INT("handshake-timeout-ms", "MICRO_HANDSHAKE_TIMEOUT_MS", 1, 600000, "5000", handshake_timeout_ms, "peer and registry connect timeout"),
+    INT("handshake-timeout-ms", "MICRO_HANDSHAKE_TIMEOUT_MS", 1, 600000, "5000", handshake_timeout_ms, "peer and registry connect timeout; an accepted mesh connection not a WebSocket by then is closed"),
     INT("max-body-bytes", "MICRO_MAX_BODY_BYTES", 1024, 268435456, "1048576", max_body_bytes, "largest payload (a bigger request gets 413); app answers may be 64 KiB more"),
     INT("max-connections", "MICRO_MAX_CONNECTIONS", 1, 1000000, "10000", max_connections, "peer connections (and API connections) accepted at once"),
     INT("max-inflight", "MICRO_MAX_INFLIGHT", 0, 10000000, "0", max_inflight, "calls in flight per direction before 503 (0 = no limit)"),
@@ -341,6 +341,7 @@ int main(int argc, char **argv)
     resolver_free(s.resolver);
     s.net.resolver = NULL;
     api_stop(s.api);
+    wsnet_stop_listening(&s.net);
     loop_destroy(s.ctx);
     appclient_free(s.app);
     routes_free(s.routes);

@@ -707,6 +707,7 @@ int mesh_start(sidecar_t *s)
     s->net.max_queue = 16 * (size_t)s->cfg.max_frame_bytes;
     s->net.max_conns = (size_t)s->cfg.max_connections;
     s->net.max_pending = s->cfg.connection_inflight > 0 ? (size_t)s->cfg.connection_inflight : 100000;
+    s->net.handshake_timeout_ms = s->cfg.handshake_timeout_ms;
     protocols[0].user = &s->net;
     protocols[1].user = s->app;
     if (wsnet_listen(&s->net, "mesh", s->cfg.mesh_bind, (int)s->cfg.mesh_port, protocols))
