@@ -1,0 +1,104 @@
+'use strict';
+// Resource exhaustion on the sidecar (issue 10, items 5, 9 and 16): what a hostile or
+// careless peer, app or API client costs must come back. Each test attacks a real
+// sidecar over loopback for a bounded time, checks that legitimate calls keep
+// working meanwhile, and that open app connections, fds and RSS return near their
+// baseline after.
+//
+// Run: MICRO_BUILD_DIR=$PWD/build MICRO_REQUIRE_BINARIES=1 node --test tests/integration/dos-resources.test.js
+
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const http = require('node:http');
+const { describe } = require('node:test');
+const m = require('./lib/mesh');
+
+const { h, HOST } = m;
+const { test, waitFor } = h;
+
+function fdCount(pid) {
+  return fs.readdirSync(`/proc/${pid}/fd`).length;
+}
+
+function rssBytes(pid) {
+  const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const mm = s.match(/^VmRSS:\s+(\d+) kB/m);
+  return mm ? Number(mm[1]) * 1024 : 0;
+}
+
+/** A provider (echo app + sidecar b serving '*') and a caller sidecar a. */
+async function abMesh(t, opts = {}) {
+  const registry = await m.startRegistry(t);
+  const echo = await m.startEcho(t, { name: 'echo-b' });
+  const b = await m.startSidecar(t, { ns: 'b', registryPort: registry.port, appUrl: echo.url, routes: ['*'], ...(opts.b || {}) });
+  const a = await m.startSidecar(t, { ns: 'a', registryPort: registry.port, ...(opts.a || {}) });
+  await m.waitListed(registry, 'b', [b.key]);
+  return { registry, echo, a, b };
+}
+
+/** Every one of b's `maxc` app connection slots is usable: that many slow calls run side by side. */
+async function assertSlotsFree(a, b, maxc, baseFds) {
+  await waitFor(async () => (await b.metric('micro_sidecar_inbound_in_flight')) === 0, { timeoutMs: 10000, message: 'b has nothing in flight' });
+  await waitFor(async () => (await b.metric('micro_sidecar_app_connections')) <= maxc, { timeoutMs: 10000, message: `at most ${maxc} app connections` });
+  await waitFor(() => fdCount(b.proc.pid) <= baseFds + maxc + 2, { timeoutMs: 10000, message: `b's fds back near ${baseFds}` });
+  const t0 = Date.now();
+  const slow = await Promise.all(Array.from({ length: maxc }, (_, i) => a.call('b', '/slow/400', { i }, { 'X-Micro-Timeout-Ms': '3000' })));
+  for (const r of slow) assert.equal(r.status, 200, r.text);
+  assert.ok(Date.now() - t0 < 1600, `${maxc} parallel 400 ms calls took ${Date.now() - t0} ms`);
+}
+
+describe('dos-resources', { skip: m.skipReason() }, () => {
+  test('REQUEST + immediate ABORT from a raw peer leaks no app connection', async (t) => {
+    const MAXC = 8;
+    const { a, b } = await abMesh(t, { b: { args: ['--app-max-connections', String(MAXC)] } });
+    const baseFds = fdCount(b.proc.pid);
+    const peer = h.rawPeer(HOST, b.meshPort, [HOST, await h.freePort(), 'attacker'], { t });
+    await peer.ready();
+    // slow and fast urls: the abort lands before the dial, before the write, before the answer
+    const legit = [];
+    for (let round = 0; round < 12; round++) {
+      for (let i = 0; i < 100; i++) {
+        const url = i % 2 ? '/slow/2000' : '/echo';
+        const p = peer.request(url, { i }, { timeout: 3000 });
+        p.catch(() => {}); // aborted: no answer comes
+        const id = p.id;
+        peer.abort(id);
+      }
+      legit.push(a.call('b', '/echo', { round }, { 'X-Micro-Timeout-Ms': '5000' }));
+      await new Promise((r) => setImmediate(r));
+    }
+    for (const r of await Promise.all(legit)) assert.equal(r.status, 200, `a call during the attack: ${r.status} ${r.text}`);
+    // nothing in flight any more; what stays open is idle keep-alive connections, at most MAXC
+    await assertSlotsFree(a, b, MAXC, baseFds);
+  });
+
+  test('calls with a 1 ms timeout leak no app connection at the provider', async (t) => {
+    const MAXC = 8;
+    const { a, b } = await abMesh(t, { b: { args: ['--app-max-connections', String(MAXC)] } });
+    const baseFds = fdCount(b.proc.pid);
+    for (let round = 0; round < 10; round++) {
+      const rs = await Promise.all(Array.from({ length: 50 }, (_, i) =>
+        a.call('b', i % 2 ? '/slow/50' : '/echo', { i }, { 'X-Micro-Timeout-Ms': '1', 'X-Micro-Retries': '0' })));
+      for (const r of rs) assert.ok([200, 503, 504].includes(r.status), `${r.status} ${r.text}`);
+    }
+    await assertSlotsFree(a, b, MAXC, baseFds);
+  });
+
+  test('an API client that goes away mid-call: ABORT reaches the provider, whose app sees its connection closed', async (t) => {
+    const { a, b, echo } = await abMesh(t);
+    const req = http.request({ method: 'POST', host: HOST, port: a.apiPort, path: '/v1/call/b/slow/8000', agent: false,
+      headers: { 'content-type': 'application/json', 'x-micro-timeout-ms': '20000', 'x-micro-retries': '0' } });
+    req.on('error', () => {});
+    req.end('{"x":1}');
+    await waitFor(async () => (await b.metric('micro_sidecar_inbound_in_flight')) === 1, { timeoutMs: 3000, message: 'b forwards the call' });
+    const t0 = Date.now();
+    req.destroy(); // the client hangs up while the call is in flight
+    await waitFor(async () => (await echo.stats()).aborted >= 1, { timeoutMs: 3000, message: 'the provider app sees the hang-up' });
+    assert.ok(Date.now() - t0 < 3000);
+    await waitFor(async () => (await a.metric('micro_sidecar_calls_in_flight')) === 0, { timeoutMs: 2000, message: 'a freed the call' });
+    assert.equal(await b.metric('micro_sidecar_inbound_in_flight'), 0);
+    assert.equal(await b.metric('micro_sidecar_inbound_aborted_total'), 1);
+    const ok = await a.call('b', '/echo', { after: 1 });
+    assert.equal(ok.status, 200, ok.text);
+  });
+});
