@@ -1,5 +1,6 @@
 #include "wsconn.h"
 #include "log.h"
+#include "util.h"
 #include "wsframe.h"
 
 #include <errno.h>
@@ -59,11 +60,41 @@ static wsconn_t *conn_new(wsnet_t *n, void *user)
     return c;
 }
 
+/* Gives the reassembly buffer back: its bytes leave the net's budget, and a
+ * buffer grown past 64 KiB is freed rather than kept for the next message (an
+ * idle connection would otherwise hold its largest message's size for good). */
+static void rx_release(wsconn_t *c)
+{
+    wsnet_t *n = c->net;
+    loop_timer_cancel(&c->rx_timer);
+    n->rx_bytes -= c->rx_accounted < n->rx_bytes ? c->rx_accounted : n->rx_bytes;
+    c->rx_accounted = 0;
+    if (c->rx.cap > 65536) {
+        size_t limit = c->rx.limit;
+        sbuf_free(&c->rx);
+        sbuf_init(&c->rx, 0, limit);
+    } else {
+        sbuf_reset(&c->rx);
+    }
+}
+
+static void queue_account(wsconn_t *c, size_t add, size_t sub)
+{
+    wsnet_t *n = c->net;
+    c->qbytes += add;
+    n->queue_bytes += add;
+    c->qbytes -= sub;
+    n->queue_bytes -= sub < n->queue_bytes ? sub : n->queue_bytes;
+}
+
 /* Frees what conn_new and the set-up made; the connection was never anybody's
  * or conn_finish has told its owner. */
 static void conn_free(wsconn_t *c)
 {
+    loop_timer_cancel(&c->stall_timer);
+    loop_timer_cancel(&c->idle_timer);
     modem_close(&c->modem);
+    rx_release(c);
     sbuf_free(&c->rx);
     if (*c->ns)
         free(c->ns);
@@ -99,7 +130,7 @@ static void queue_clear(wsconn_t *c)
         free(m);
     }
     c->qtail = NULL;
-    c->qbytes = 0;
+    queue_account(c, 0, c->qbytes);
 }
 
 /* The one place a connection ends: fail what is pending, tell the owner, free. */
@@ -222,6 +253,43 @@ static void write_client_close(wsconn_t *c, int code, const char *reason)
     write_client_control(c, WSF_OP_CLOSE, b, n);
 }
 
+static void kill_now_or_soon(wsconn_t *c)
+{
+    c->closing = true;
+    if (c->wsi)
+        loop_kill_async(c->wsi);
+}
+
+static void stall_expired(loop_timer_t *t)
+{
+    wsconn_t *c = lws_container_of(t, wsconn_t, stall_timer);
+    c->stall_armed = false;
+    if (c->closing || !c->wsi || !c->qbytes)
+        return;
+    if (c->last_drain_ms >= c->stall_since_ms) {
+        /* it took some since: slow, not stalled; look again later */
+        c->stall_since_ms = now_ms();
+        c->stall_armed = true;
+        loop_timer_schedule(c->net->ctx, &c->stall_timer, stall_expired, c->net->stall_timeout_ms * LWS_US_PER_MS);
+        return;
+    }
+    c->net->stats.send_stalls++;
+    LOG_WARN("peer does not read, closing", LF_STR("peer", c->key), LF_UINT("queued", c->qbytes),
+             LF_INT("stall_timeout_ms", c->net->stall_timeout_ms));
+    kill_now_or_soon(c); /* it would not read a close frame either */
+}
+
+/* Its queue is past half, or the net's budget refused it a send: a peer that
+ * takes nothing from its queue until the deadline is closed. */
+static void start_stall(wsconn_t *c)
+{
+    if (c->net->stall_timeout_ms <= 0 || c->stall_armed || c->closing)
+        return;
+    c->stall_armed = true;
+    c->stall_since_ms = now_ms();
+    loop_timer_schedule(c->net->ctx, &c->stall_timer, stall_expired, c->net->stall_timeout_ms * LWS_US_PER_MS);
+}
+
 int wsconn_send(wsconn_t *c, sbuf_t *frame)
 {
     if (c->closing || !c->wsi || frame->err)
@@ -230,6 +298,7 @@ int wsconn_send(wsconn_t *c, sbuf_t *frame)
         c->net->stats.queue_full++;
         return -1;
     }
+    c->last_active_ms = now_ms();
     /* The frame was built with WSMSG_HEADROOM in front: its allocation becomes the
      * queue entry as it is, no copy. */
     size_t len = frame->len;
@@ -251,6 +320,13 @@ int wsconn_send(wsconn_t *c, sbuf_t *frame)
         c->net->stats.frames_out++;
         return 0;
     }
+    /* What waits is counted against the net's budget too: a few peers that never
+     * read must not fill the process with their answers. */
+    if (c->net->queue_budget && c->net->queue_bytes + len > c->net->queue_budget) {
+        c->net->stats.queue_full++;
+        start_stall(c);
+        return -1;
+    }
     wsmsg_t *m = (wsmsg_t *)sbuf_steal(frame);
     m->next = NULL;
     m->len = len;
@@ -259,13 +335,15 @@ int wsconn_send(wsconn_t *c, sbuf_t *frame)
     else
         c->qhead = m;
     c->qtail = m;
-    c->qbytes += len;
+    queue_account(c, len, 0);
     if (c->established)
         lws_callback_on_writable(c->wsi);
-    /* Backpressure: a peer that does not read its answers stops being read. */
+    /* Backpressure: a peer that does not read its answers stops being read, and
+     * is closed if it still does not read by the stall deadline. */
     if (!c->rx_paused && c->qbytes > c->net->max_queue / 2) {
         c->rx_paused = true;
         lws_rx_flow_control(c->wsi, 0);
+        start_stall(c);
     }
     return 0;
 }
@@ -282,10 +360,11 @@ static int flush_queue(wsconn_t *c)
         c->qhead = m->next;
         if (!c->qhead)
             c->qtail = NULL;
-        c->qbytes -= m->len;
+        queue_account(c, 0, m->len);
         free(m);
         if (w < 0)
             return -1;
+        c->last_drain_ms = now_ms();
         c->net->stats.frames_out++;
     }
     if (c->qhead)
@@ -293,6 +372,10 @@ static int flush_queue(wsconn_t *c)
     if (c->rx_paused && c->qbytes <= c->net->max_queue / 4) {
         c->rx_paused = false;
         lws_rx_flow_control(c->wsi, 1);
+    }
+    if (!c->qhead && c->stall_armed) {
+        c->stall_armed = false;
+        loop_timer_cancel(&c->stall_timer); /* all sent */
     }
     return 0;
 }
@@ -362,12 +445,25 @@ static void dispatch(wsconn_t *c, const char *buf, size_t len)
 /* A piece of a message: first/final mark the message's ends, `more` is what is
  * left of the current frame. One whole frame is dispatched in place; anything in
  * pieces is reassembled, up to max_frame. Returns 0, or 1009 for too large. */
+static void frame_expired(loop_timer_t *t)
+{
+    wsconn_t *c = lws_container_of(t, wsconn_t, rx_timer);
+    if (c->closing || !c->wsi)
+        return;
+    c->net->stats.frame_timeouts++;
+    LOG_WARN("message not completed in time, closing", LF_STR("peer", c->key),
+             LF_UINT("received", c->rx.len), LF_INT("frame_timeout_ms", c->net->frame_timeout_ms));
+    rx_release(c); /* its memory goes now, not when the peer lets the close through */
+    wsconn_close_code(c, 1008, "message not completed in time");
+}
+
 static int take_piece(wsconn_t *c, const char *in, size_t len, bool first, bool final,
                       uint64_t more)
 {
     wsnet_t *n = c->net;
-    if (first)
-        sbuf_reset(&c->rx);
+    c->last_active_ms = now_ms();
+    if (first && c->rx.len)
+        rx_release(c);
     if (c->rx.len + len + more > n->max_frame) {
         n->stats.oversized++;
         LOG_WARN("frame too large, closing", LF_STR("peer", c->key), LF_UINT("limit", n->max_frame));
@@ -377,11 +473,25 @@ static int take_piece(wsconn_t *c, const char *in, size_t len, bool first, bool 
         dispatch(c, in, len); /* the common case: no copy */
         return 0;
     }
-    if (sbuf_add(&c->rx, in, len))
+    /* Reassembly: counted against the net's budget (by allocation, as the buffer
+     * grows), and due by the frame timeout. */
+    if (n->rx_budget && n->rx_bytes + len + (more < n->max_frame ? more : n->max_frame) > n->rx_budget) {
+        n->stats.assembly_refused++;
+        LOG_WARN("too many bytes of messages in assembly, closing", LF_STR("peer", c->key),
+                 LF_UINT("budget", n->rx_budget));
+        rx_release(c);
+        return WSF_CLOSE_TRY_AGAIN;
+    }
+    if (!c->rx.len && n->frame_timeout_ms > 0)
+        loop_timer_schedule(n->ctx, &c->rx_timer, frame_expired, n->frame_timeout_ms * LWS_US_PER_MS);
+    int rc = sbuf_add(&c->rx, in, len);
+    n->rx_bytes += c->rx.cap - c->rx_accounted;
+    c->rx_accounted = c->rx.cap;
+    if (rc)
         return WSF_CLOSE_TOO_BIG;
     if (final && !more) {
         dispatch(c, sbuf_data(&c->rx), c->rx.len);
-        sbuf_reset(&c->rx);
+        rx_release(c);
     }
     return 0;
 }
@@ -404,6 +514,10 @@ static int on_receive(wsconn_t *c, struct lws *wsi, const char *in, size_t len)
         }
     }
     int rc = take_piece(c, in, len, first, final, more);
+    if (rc == WSF_CLOSE_TRY_AGAIN) {
+        lws_close_reason(wsi, (enum lws_close_status)WSF_CLOSE_TRY_AGAIN, (unsigned char *)"try again later", 15);
+        return -1;
+    }
     if (rc) {
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too large", 17);
         return -1;
@@ -488,9 +602,10 @@ static int client_rx(wsconn_t *c, const unsigned char *in, size_t len)
             LOG_WARN("protocol error from the server, closing", LF_STR("peer", c->key));
         }
         c->closing = true;
-        write_client_close(c, rc, rc == WSF_CLOSE_TOO_BIG  ? "message too large"
-                                  : rc == WSF_CLOSE_INVALID ? "invalid UTF-8"
-                                                            : "protocol error");
+        write_client_close(c, rc, rc == WSF_CLOSE_TOO_BIG     ? "message too large"
+                                  : rc == WSF_CLOSE_INVALID   ? "invalid UTF-8"
+                                  : rc == WSF_CLOSE_TRY_AGAIN ? "try again later"
+                                                              : "protocol error");
     }
     return rc ? -1 : 0;
 }
@@ -509,10 +624,31 @@ static int client_connected(wsconn_t *c)
     return lws_write(c->wsi, (unsigned char *)req + LWS_PRE, n, LWS_WRITE_RAW) < 0 ? -1 : 0;
 }
 
+static void idle_check(loop_timer_t *t)
+{
+    wsconn_t *c = lws_container_of(t, wsconn_t, idle_timer);
+    wsnet_t *n = c->net;
+    if (c->closing || !c->wsi)
+        return;
+    int64_t idle = now_ms() - c->last_active_ms;
+    if (idle < n->idle_timeout_ms || modem_pending(&c->modem) || (n->ops->busy && n->ops->busy(c))) {
+        /* active since, or waiting for answers: look again when it could be idle */
+        int64_t wait = idle < n->idle_timeout_ms ? n->idle_timeout_ms - idle : n->idle_timeout_ms;
+        loop_timer_schedule(n->ctx, t, idle_check, wait * LWS_US_PER_MS);
+        return;
+    }
+    n->stats.idle_closes++;
+    LOG_DEBUG("idle peer connection, closing", LF_STR("peer", c->key), LF_INT("idle_ms", idle));
+    wsconn_close(c);
+}
+
 static void established(wsconn_t *c)
 {
     c->established = true;
     c->net->nconns++;
+    c->last_active_ms = now_ms();
+    if (c->net->idle_timeout_ms > 0)
+        loop_timer_schedule(c->net->ctx, &c->idle_timer, idle_check, c->net->idle_timeout_ms * LWS_US_PER_MS);
     loop_timer_cancel(&c->dial_timer);
     if (c->net->ops->on_open)
         c->net->ops->on_open(c);

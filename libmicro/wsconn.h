@@ -35,6 +35,9 @@ typedef struct wsnet_ops {
     void (*on_request)(wsconn_t *c, const frame_t *f);  /* REQUEST frame (twoway or push) */
     void (*on_abort)(wsconn_t *c, uint64_t target);     /* ABORT of a request it sent us */
     void (*on_close)(wsconn_t *c);                      /* pending requests already failed */
+    /* The owner still has work on c (e.g. inbound requests at the app): the idle
+     * timeout leaves it open. NULL: only our own pending requests count. */
+    bool (*busy)(wsconn_t *c);
     /* GET on the listening port without Upgrade. Fill reply; status 0 = 404. */
     void (*http)(wsnet_t *n, const char *path, http_reply_t *reply);
 } wsnet_ops_t;
@@ -48,6 +51,7 @@ typedef struct wsnet_stats {
     uint64_t conns_accepted, conns_dialed, conns_rejected, dial_failures;
     uint64_t frames_in, frames_out, bad_frames, oversized, queue_full;
     uint64_t http_requests;
+    uint64_t assembly_refused, frame_timeouts, send_stalls, idle_closes;
 } wsnet_stats_t;
 
 struct wsnet {
@@ -71,6 +75,15 @@ struct wsnet {
     int     last_dial_err; /* why the last wsconn_dial returned NULL: a
                             * RESOLVE_E_* code, or 0 for anything else */
     int64_t handshake_timeout_ms; /* accepted sockets must be WebSocket by then */
+    /* Budgets over every connection of the net (0 = none), and the deadlines that
+     * keep a slow peer from holding its share for good. */
+    size_t  rx_budget;        /* bytes of messages in assembly */
+    size_t  rx_bytes;
+    size_t  queue_budget;     /* bytes waiting in send queues */
+    size_t  queue_bytes;
+    int64_t frame_timeout_ms; /* a message in assembly must be complete by then */
+    int64_t stall_timeout_ms; /* a peer not reading for this long (queue past half) is closed */
+    int64_t idle_timeout_ms;  /* no frame either way for this long: closed */
     listener_t listener; /* our accept loop on the port (listener.h says why) */
     bool    listening;
     wsnet_stats_t stats;
@@ -107,6 +120,14 @@ struct wsconn {
     unsigned     dial_port;
     int64_t      hs_timeout_ms;
     resolve_waiter_t rw;
+    loop_timer_t rx_timer;       /* frame timeout, while a message is in assembly */
+    loop_timer_t stall_timer;    /* send stall, while reading is paused */
+    bool         stall_armed;
+    int64_t      stall_since_ms; /* when the stall timer was armed */
+    int64_t      last_drain_ms;  /* a queued frame last went out */
+    loop_timer_t idle_timer;
+    size_t       rx_accounted;   /* of rx's allocation, counted in net->rx_bytes */
+    int64_t      last_active_ms; /* a frame in or out */
     struct wsclient *cl;         /* outbound: our RFC 6455 client state (wsframe.h) */
     void        *user;           /* the owner's per-connection state */
 };

@@ -29,6 +29,7 @@ enum {
 #define WSF_CLOSE_PROTOCOL 1002
 #define WSF_CLOSE_INVALID  1007 /* a text message or close reason that is not UTF-8 */
 #define WSF_CLOSE_TOO_BIG  1009
+#define WSF_CLOSE_TRY_AGAIN 1013 /* a budget of the process is used up */
 
 /* ---- the opening handshake ---- */
 

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +77,18 @@ static const cfg_opt_t options[] = {
     {.name = "handshake-timeout-ms", .env = "MICRO_HANDSHAKE_TIMEOUT_MS", .type = CFG_INT, .min = 1,
      .max = 600000, .def = "5000", .offset = offsetof(T, handshake_timeout_ms),
      .help = "close an accepted connection that is not a WebSocket by then"},
+    {.name = "max-assembly-bytes", .env = "MICRO_MAX_ASSEMBLY_BYTES", .type = CFG_INT, .min = 65536,
+     .max = 4294967296LL, .def = "33554432", .offset = offsetof(T, max_assembly_bytes),
+     .help = "bytes of messages in assembly, all connections together; past it the connection is closed with 1013"},
+    {.name = "max-queued-bytes", .env = "MICRO_MAX_QUEUED_BYTES", .type = CFG_INT, .min = 65536,
+     .max = 4294967296LL, .def = "33554432", .offset = offsetof(T, max_queued_bytes),
+     .help = "bytes waiting in send queues, all connections together; past it sends fail"},
+    {.name = "frame-timeout-ms", .env = "MICRO_FRAME_TIMEOUT_MS", .type = CFG_INT, .min = 1,
+     .max = 3600000, .def = "10000", .offset = offsetof(T, frame_timeout_ms),
+     .help = "a message in assembly must be complete by then, or its connection is closed"},
+    {.name = "send-stall-timeout-ms", .env = "MICRO_SEND_STALL_TIMEOUT_MS", .type = CFG_INT, .min = 1,
+     .max = 3600000, .def = "10000", .offset = offsetof(T, send_stall_timeout_ms),
+     .help = "a peer that does not read its queue for this long is closed"},
     {.name = "mesh-token", .env = "MICRO_MESH_TOKEN", .type = CFG_STR,
      .offset = offsetof(T, mesh_token),
      .help = "require ?token=<this> on every peer handshake"},
@@ -111,6 +124,11 @@ static const cfg_opt_t options[] = {
 int main(int argc, char **argv)
 {
     registry_t r = {0};
+    /* Big buffers (frames in assembly, queued frames, app bodies) from mmap, always:
+     * glibc's threshold otherwise rises after the first big free, later big buffers
+     * come from the heap, and memory a burst used stays in RSS after the budgets
+     * have given it back. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     int rc = cfg_load(options, &r.cfg, argc, argv, "micro-registry", MICRO_VERSION,
                       "The micro registry: namespace -> instances over WebSocket (docs/PROTOCOL.md).",
                       "MICRO_CONFIG");

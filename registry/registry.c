@@ -413,6 +413,13 @@ static void http_metrics(registry_t *r, sbuf_t *b)
     prom_metric(b, "micro_registry_frames_out_total", "counter", "WebSocket messages sent.", (double)s->frames_out);
     prom_metric(b, "micro_registry_bad_frames_total", "counter", "Messages dropped as malformed (not JSON, not a frame).", (double)s->bad_frames);
     prom_metric(b, "micro_registry_oversized_frames_total", "counter", "Connections closed (1009) for a message over --max-frame-bytes.", (double)s->oversized);
+    prom_metric(b, "micro_registry_assembly_bytes", "gauge", "Bytes of messages in assembly (--max-assembly-bytes).", (double)r->net.rx_bytes);
+    prom_metric(b, "micro_registry_queued_bytes", "gauge", "Bytes waiting in send queues (--max-queued-bytes).", (double)r->net.queue_bytes);
+    prom_metric(b, "micro_registry_assembly_refused_total", "counter", "Connections closed (1013): --max-assembly-bytes was used up.", (double)s->assembly_refused);
+    prom_metric(b, "micro_registry_frame_timeouts_total", "counter", "Connections closed: a message not complete within --frame-timeout-ms.", (double)s->frame_timeouts);
+    prom_metric(b, "micro_registry_send_stalls_total", "counter", "Connections closed: the peer did not read for --send-stall-timeout-ms.", (double)s->send_stalls);
+    prom_metric(b, "micro_registry_handshake_timeouts_total", "counter", "Accepted sockets closed: not a WebSocket within --handshake-timeout-ms.", (double)r->net.listener.handshake_timeouts);
+    prom_metric(b, "micro_registry_accept_refused_total", "counter", "Accepted sockets closed at once for want of file descriptors.", (double)r->net.listener.refused);
     prom_metric(b, "micro_registry_uptime_seconds", "gauge", "Seconds since start.", (double)(now_ms() - r->started_ms) / 1000.0);
     store_metrics(r->store, b);
 }
@@ -512,6 +519,10 @@ int registry_start(registry_t *r, struct lws_context *ctx)
     r->net.max_conns = (size_t)r->cfg.max_connections;
     r->net.max_pending = 1024;
     r->net.handshake_timeout_ms = r->cfg.handshake_timeout_ms;
+    r->net.rx_budget = (size_t)r->cfg.max_assembly_bytes;
+    r->net.queue_budget = (size_t)r->cfg.max_queued_bytes;
+    r->net.frame_timeout_ms = r->cfg.frame_timeout_ms;
+    r->net.stall_timeout_ms = r->cfg.send_stall_timeout_ms;
     protocols[0].user = &r->net;
     if (wsnet_listen(&r->net, "registry", r->cfg.bind, (int)r->cfg.port, protocols))
         return -1;

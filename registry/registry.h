@@ -28,6 +28,10 @@ typedef struct registry_config {
     long long max_connections;
     long long max_connections_per_address;
     long long handshake_timeout_ms;
+    long long max_assembly_bytes;
+    long long max_queued_bytes;
+    long long frame_timeout_ms;
+    long long send_stall_timeout_ms;
     char     *mesh_token;
     bool      verify_peer_address;
     char     *log_level;

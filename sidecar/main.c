@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,6 +121,12 @@ static const cfg_opt_t options[] = {
     INT("max-inflight", "MICRO_MAX_INFLIGHT", 0, 10000000, "0", max_inflight, "calls in flight per direction before 503 (0 = no limit)"),
     INT("app-max-connections", "MICRO_APP_MAX_CONNECTIONS", 1, 100000, "1024", app_max_connections, "keep-alive connections to the app"),
     INT("app-timeout-ms", "MICRO_APP_TIMEOUT_MS", 1, 86400000, "60000", app_timeout_ms, "longest wait for the app's answer"),
+    INT("app-queue-bytes", "MICRO_APP_QUEUE_BYTES", 65536, 4294967296LL, "16777216", app_queue_bytes, "bytes of requests at or waiting for the app, all together; more get 503"),
+    INT("max-assembly-bytes", "MICRO_MAX_ASSEMBLY_BYTES", 65536, 4294967296LL, "16777216", max_assembly_bytes, "bytes of peer messages in assembly, all connections together; past it the connection is closed with 1013"),
+    INT("max-queued-bytes", "MICRO_MAX_QUEUED_BYTES", 65536, 4294967296LL, "16777216", max_queued_bytes, "bytes waiting in peer send queues, all connections together; past it sends fail"),
+    INT("frame-timeout-ms", "MICRO_FRAME_TIMEOUT_MS", 1, 3600000, "10000", frame_timeout_ms, "a peer message in assembly must be complete by then, or its connection is closed"),
+    INT("send-stall-timeout-ms", "MICRO_SEND_STALL_TIMEOUT_MS", 1, 3600000, "10000", send_stall_timeout_ms, "a peer that does not read its queue for this long is closed"),
+    INT("idle-timeout-ms", "MICRO_IDLE_TIMEOUT_MS", 0, 86400000, "300000", idle_timeout_ms, "a peer connection with no frame either way for this long is closed (0 = never)"),
     {.name = "mesh-token", .env = "MICRO_MESH_TOKEN", .type = CFG_STR, .offset = offsetof(T, mesh_token),
      .help = "shared token: sent on outbound handshakes (?token=), required on inbound ones"},
     {.name = "verify-peer-address", .env = "MICRO_VERIFY_PEER_ADDRESS", .type = CFG_BOOL, .def = "false",
@@ -233,6 +240,11 @@ static void drain_step(loop_timer_t *t)
 int main(int argc, char **argv)
 {
     static sidecar_t s;
+    /* Big buffers (frames in assembly, queued frames, app bodies) from mmap, always:
+     * glibc's threshold otherwise rises after the first big free, later big buffers
+     * come from the heap, and memory a burst used stays in RSS after the budgets
+     * have given it back. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     int rc = cfg_load(options, &s.cfg, argc, argv, "micro-sidecar", MICRO_VERSION,
                       "The micro sidecar: registers an HTTP app with the micro registry and calls other namespaces for it.",
                       "MICRO_CONFIG");

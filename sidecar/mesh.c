@@ -682,7 +682,14 @@ static void on_http(wsnet_t *n, const char *path, http_reply_t *rep)
     }
 }
 
+static bool on_busy(wsconn_t *c)
+{
+    peer_t *p = c->user;
+    return p && p->list; /* inbound requests still at the app */
+}
+
 static const wsnet_ops_t mesh_ops = {
+    .busy = on_busy,
     .accept = on_accept,
     .on_open = on_open,
     .on_request = on_request,
@@ -708,6 +715,11 @@ int mesh_start(sidecar_t *s)
     s->net.max_conns = (size_t)s->cfg.max_connections;
     s->net.max_pending = s->cfg.connection_inflight > 0 ? (size_t)s->cfg.connection_inflight : 100000;
     s->net.handshake_timeout_ms = s->cfg.handshake_timeout_ms;
+    s->net.rx_budget = (size_t)s->cfg.max_assembly_bytes;
+    s->net.queue_budget = (size_t)s->cfg.max_queued_bytes;
+    s->net.frame_timeout_ms = s->cfg.frame_timeout_ms;
+    s->net.stall_timeout_ms = s->cfg.send_stall_timeout_ms;
+    s->net.idle_timeout_ms = s->cfg.idle_timeout_ms;
     protocols[0].user = &s->net;
     protocols[1].user = s->app;
     if (wsnet_listen(&s->net, "mesh", s->cfg.mesh_bind, (int)s->cfg.mesh_port, protocols))

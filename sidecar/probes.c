@@ -94,6 +94,9 @@ void probe_metrics(sidecar_t *s, sbuf_t *b)
     G("inbound_in_flight", "Inbound requests being served by the app.", s->inbound_inflight);
     C("app_unreachable_total", "Forwarded requests that could not reach the app.", st->app_unreachable);
     G("app_connections", "Open keep-alive connections to the app.", appclient_connections(s->app));
+    G("app_queued_bytes", "Request bytes at or waiting for the app (--app-queue-bytes).", appclient_bytes(s->app));
+    G("assembly_bytes", "Bytes of peer messages in assembly (--max-assembly-bytes).", s->net.rx_bytes);
+    G("queued_bytes", "Bytes waiting in peer send queues (--max-queued-bytes).", s->net.queue_bytes);
     C("finds_total", "Registry lookups (/-/find).", st->finds);
     C("find_failures_total", "Registry lookups that found nobody or failed.", st->find_failures);
     C("discovery_cache_hits_total", "Calls that reused a cached peer without a lookup.", st->cache_hits);
@@ -114,6 +117,12 @@ void probe_metrics(sidecar_t *s, sbuf_t *b)
     C("frames_out_total", "WebSocket messages sent.", ws->frames_out);
     C("bad_frames_total", "Messages dropped as malformed.", ws->bad_frames);
     C("oversized_frames_total", "Connections closed (1009) for an oversized message.", ws->oversized);
+    C("assembly_refused_total", "Connections closed (1013): --max-assembly-bytes was used up.", ws->assembly_refused);
+    C("frame_timeouts_total", "Connections closed: a message not complete within --frame-timeout-ms.", ws->frame_timeouts);
+    C("send_stalls_total", "Connections closed: the peer did not read for --send-stall-timeout-ms.", ws->send_stalls);
+    C("idle_closes_total", "Peer connections closed after --idle-timeout-ms without a frame.", ws->idle_closes);
+    C("handshake_timeouts_total", "Accepted sockets closed: not a WebSocket within --handshake-timeout-ms.", s->net.listener.handshake_timeouts);
+    C("accept_refused_total", "Accepted sockets closed at once for want of file descriptors.", s->net.listener.refused);
     C("api_requests_total", "Local API requests.", st->api_requests);
     if (s->resolver) {
         const resolver_stats_t *rs = resolver_stats(s->resolver);

@@ -59,6 +59,12 @@ typedef struct sidecar_config {
     long long  max_inflight;
     long long  app_max_connections;
     long long  app_timeout_ms;
+    long long  app_queue_bytes;
+    long long  max_assembly_bytes;
+    long long  max_queued_bytes;
+    long long  frame_timeout_ms;
+    long long  send_stall_timeout_ms;
+    long long  idle_timeout_ms;
     char      *mesh_token;
     bool       verify_peer_address;
     char      *api_token;
@@ -300,6 +306,7 @@ app_req_t *appclient_request(appclient_t *a, const char *method, const char *tar
 void appclient_cancel(app_req_t *r);
 size_t appclient_inflight(appclient_t *a);
 size_t appclient_connections(appclient_t *a);
+size_t appclient_bytes(appclient_t *a); /* request bytes held, for --app-queue-bytes */
 
 /* Turns an app answer into a protocol outcome: 200 + result, or status + message. */
 typedef struct app_outcome {

@@ -47,6 +47,36 @@ async function assertSlotsFree(a, b, maxc, baseFds) {
   assert.ok(Date.now() - t0 < 1600, `${maxc} parallel 400 ms calls took ${Date.now() - t0} ms`);
 }
 
+const CHART_LIMIT = 64 * 1024 * 1024; // the chart's memory limit for a sidecar
+
+/** Samples b's RSS every 100 ms while fn runs; resolves to {result, peak}. */
+async function withRssSampling(pid, fn) {
+  let peak = rssBytes(pid);
+  const timer = setInterval(() => {
+    try {
+      peak = Math.max(peak, rssBytes(pid));
+    } catch {
+      /* exited */
+    }
+  }, 100);
+  try {
+    const result = await fn(() => peak);
+    return { result, peak };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+const MB = (n) => `${(n / 1048576).toFixed(1)} MB`;
+
+/** Legitimate calls a -> b keep succeeding. */
+async function legitCalls(a, n = 5) {
+  for (let i = 0; i < n; i++) {
+    const r = await a.call('b', '/echo', { legit: i }, { 'X-Micro-Timeout-Ms': '5000' });
+    assert.equal(r.status, 200, `a legitimate call: ${r.status} ${r.text}`);
+  }
+}
+
 describe('dos-resources', { skip: m.skipReason() }, () => {
   test('REQUEST + immediate ABORT from a raw peer leaks no app connection', async (t) => {
     const MAXC = 8;
@@ -100,5 +130,83 @@ describe('dos-resources', { skip: m.skipReason() }, () => {
     assert.equal(await b.metric('micro_sidecar_inbound_aborted_total'), 1);
     const ok = await a.call('b', '/echo', { after: 1 });
     assert.equal(ok.status, 200, ok.text);
+  });
+
+  test('budget: half-sent big messages stay inside --max-assembly-bytes and time out', async (t) => {
+    const { a, b } = await abMesh(t, { b: { args: ['--frame-timeout-ms', '2000'] } });
+    const baseRss = rssBytes(b.proc.pid);
+    const baseFds = fdCount(b.proc.pid);
+    const part = 'x'.repeat(600 * 1024);
+    const peers = [];
+    const { peak } = await withRssSampling(b.proc.pid, async () => {
+      for (let i = 0; i < 120; i++) {
+        const p = h.rawPeer(HOST, b.meshPort, [HOST, 20000 + i, 'attacker'], { t });
+        peers.push(p);
+      }
+      await Promise.all(peers.map((p) => p.ready().catch(() => {})));
+      // each starts a message that is never finished: a first fragment, no FIN
+      for (const p of peers) if (p.isOpen) p.ws.send(`{"id":1,"mode":0,"twoway":true,"data":{"url":"/echo","data":"${part}`, { fin: false });
+      await h.sleep(500);
+      await legitCalls(a);
+      // the frame timeout closes every one of them
+      await waitFor(() => peers.every((p) => !p.isOpen), { timeoutMs: 8000, message: 'every half-sent message timed out' });
+    });
+    assert.ok(peak < CHART_LIMIT, `b's RSS peaked at ${MB(peak)} (baseline ${MB(baseRss)})`);
+    const m = await b.metrics();
+    assert.ok(m.includes('micro_sidecar_assembly_bytes 0'), 'nothing left in assembly');
+    await legitCalls(a);
+    await waitFor(() => rssBytes(b.proc.pid) < baseRss + 16 * 1048576, { timeoutMs: 5000, message: `b's RSS back near ${MB(baseRss)}` })
+      .catch((e) => { throw new Error(`${e.message}: ${MB(rssBytes(b.proc.pid))}, peak ${MB(peak)}`); });
+    await waitFor(() => fdCount(b.proc.pid) <= baseFds + 2, { timeoutMs: 5000, message: `b's fds back near ${baseFds}` });
+  });
+
+  test('budget: peers that never read stay inside --max-queued-bytes and are closed after --send-stall-timeout-ms', async (t) => {
+    const { a, b } = await abMesh(t, { b: { args: ['--send-stall-timeout-ms', '2000', '--max-queued-bytes', '4194304'] } });
+    const baseRss = rssBytes(b.proc.pid);
+    const body = 'y'.repeat(400 * 1024);
+    const peers = [];
+    const { peak } = await withRssSampling(b.proc.pid, async () => {
+      for (let i = 0; i < 6; i++) peers.push(h.rawPeer(HOST, b.meshPort, [HOST, 21000 + i, 'reader'], { t }));
+      await Promise.all(peers.map((p) => p.ready()));
+      for (const p of peers) p.ws._socket.pause(); // never reads its answers
+      for (let k = 0; k < 40; k++) {
+        for (const p of peers) if (p.isOpen) p.request('/echo', body, { timeout: 20000 }).catch(() => {});
+        await h.sleep(20);
+      }
+      await legitCalls(a);
+      await waitFor(async () => (await b.metric('micro_sidecar_send_stalls_total')) >= 1, { timeoutMs: 10000, message: 'a stalled peer was closed' });
+      assert.ok((await b.metric('micro_sidecar_queued_bytes')) <= 4194304, 'inside the budget');
+      for (const p of peers) p.terminate();
+      await waitFor(async () => (await b.metric('micro_sidecar_queued_bytes')) === 0, { timeoutMs: 10000, message: 'the queues are empty again' });
+    });
+    assert.ok(peak < CHART_LIMIT, `b's RSS peaked at ${MB(peak)} (baseline ${MB(baseRss)})`);
+    await legitCalls(a);
+    await waitFor(() => rssBytes(b.proc.pid) < baseRss + 16 * 1048576, { timeoutMs: 5000, message: `b's RSS back near ${MB(baseRss)}` })
+      .catch((e) => { throw new Error(`${e.message}: ${MB(rssBytes(b.proc.pid))}, peak ${MB(peak)}`); });
+  });
+
+  test('budget: big requests queued for a slow app stay inside --app-queue-bytes (503 beyond)', async (t) => {
+    const { a, b } = await abMesh(t, { b: { args: ['--app-max-connections', '64'] } });
+    const baseRss = rssBytes(b.proc.pid);
+    const body = 'z'.repeat(500 * 1024);
+    const peer = h.rawPeer(HOST, b.meshPort, [HOST, 22000, 'bulk'], { t });
+    await peer.ready();
+    const { result, peak } = await withRssSampling(b.proc.pid, async () => {
+      const answers = [];
+      for (let i = 0; i < 150; i++) {
+        answers.push(peer.request('/slow/1500', body, { timeout: 30000 }).catch((e) => ({ status: 0, message: e.message })));
+        if (i % 10 === 9) await h.sleep(10);
+      }
+      await legitCalls(a, 2);
+      return Promise.all(answers);
+    });
+    assert.ok(peak < CHART_LIMIT, `b's RSS peaked at ${MB(peak)} (baseline ${MB(baseRss)})`);
+    const refused = result.filter((r) => r.status === 503 && /bytes waiting for the app/.test(r.message || ''));
+    assert.ok(refused.length > 0, `some were refused: ${JSON.stringify(result.slice(-3)).slice(0, 300)}`);
+    assert.ok(result.filter((r) => r.status === 200).length >= 8, 'the ones inside the budget were served');
+    assert.equal(await b.metric('micro_sidecar_app_queued_bytes'), 0);
+    await legitCalls(a);
+    await waitFor(() => rssBytes(b.proc.pid) < baseRss + 16 * 1048576, { timeoutMs: 5000, message: `b's RSS back near ${MB(baseRss)}` })
+      .catch((e) => { throw new Error(`${e.message}: ${MB(rssBytes(b.proc.pid))}, peak ${MB(peak)}`); });
   });
 });
