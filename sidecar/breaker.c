@@ -220,3 +220,22 @@ void breaker_free(sidecar_t *s)
         breaker_drop(s, v);
     hmap_free(&s->breakers);
 }
+
+void breaker_sweep(sidecar_t *s)
+{
+    /* breaker_excluded forgets what has expired (and an entry left empty); run it
+     * for namespaces nobody has called since. Names are copied: entries go. */
+    size_t n = hmap_len(&s->breakers), i = 0;
+    if (!n)
+        return;
+    char (*names)[ADDR_NS_MAX] = malloc(n * sizeof(*names));
+    if (!names)
+        return;
+    void *v;
+    for (size_t it = 0; (it = hmap_next(&s->breakers, it, &v)) != 0 && i < n;)
+        snprintf(names[i++], ADDR_NS_MAX, "%s", ((breaker_t *)v)->ns);
+    const char *out[1];
+    for (size_t k = 0; k < i; k++)
+        breaker_excluded(s, names[k], out, 1);
+    free(names);
+}

@@ -20,6 +20,7 @@ typedef struct nsstate {
     char      ns[ADDR_NS_MAX];
     size_t    inflight;
     tbucket_t limit;
+    int64_t   used_ms;   /* last call: unused entries expire (ns_sweep) */
 } nsstate_t;
 
 struct call {
@@ -66,12 +67,15 @@ static call_t *ripe_head, **ripe_tail = &ripe_head;
 static nsstate_t *nsstate(sidecar_t *s, const char *ns)
 {
     nsstate_t *n = hmap_gets(&s->nsstate, ns);
-    if (n)
+    if (n) {
+        n->used_ms = now_ms();
         return n;
+    }
     n = calloc(1, sizeof(*n));
     if (!n)
         return NULL;
     snprintf(n->ns, sizeof(n->ns), "%s", ns);
+    n->used_ms = now_ms();
     tb_init(&n->limit, (double)s->cfg.outbound_rps, (double)s->cfg.outbound_burst, now_us());
     int err;
     hmap_put(&s->nsstate, n->ns, strlen(n->ns), n, &err);
@@ -431,6 +435,15 @@ call_t *call_start(sidecar_t *s, const call_opts_t *o, call_done_t done, void *a
         finish(c, CALL_E_OVERLOAD, "too many calls in flight");
         return c;
     }
+    if (s->cfg.max_namespaces > 0 && !disc_known(s, c->ns) &&
+        hmap_len(&s->cache) >= (size_t)s->cfg.max_namespaces) {
+        /* per-namespace state is bounded in count too, not only by its expiry */
+        s->stats.concurrency_limited++;
+        snprintf(c->message, sizeof(c->message), "too many namespaces in use (--max-namespaces %lld)",
+                 s->cfg.max_namespaces);
+        finish(c, CALL_E_OVERLOAD, c->message);
+        return c;
+    }
     c->nss = nsstate(s, c->ns);
     if (c->nss) {
         c->nss->inflight++;
@@ -506,4 +519,41 @@ int call_http_status(int status)
     case CALL_E_CIRCUIT_OPEN: return 503;
     }
     return status >= 400 && status <= 599 ? status : 502;
+}
+
+/* Per-namespace state nobody used for --namespace-ttl-ms goes: the outbound limits
+ * here, the discovery cache entry, the breaker's expired exclusions. 50,000 calls
+ * to namespaces that do not exist grew a sidecar by 87 MB for good. */
+static void ns_sweep(loop_timer_t *t)
+{
+    sidecar_t *s = lws_container_of(t, sidecar_t, ns_sweep_timer);
+    int64_t cutoff = now_ms() - s->cfg.namespace_ttl_ms;
+    void *v;
+    nsstate_t *old[256];
+    size_t n;
+    do {
+        n = 0;
+        for (size_t it = 0; (it = hmap_next(&s->nsstate, it, &v)) != 0 && n < 256;) {
+            nsstate_t *e = v;
+            if (!e->inflight && e->used_ms < cutoff)
+                old[n++] = e;
+        }
+        for (size_t i = 0; i < n; i++) {
+            hmap_del_if(&s->nsstate, old[i]->ns, strlen(old[i]->ns), old[i]);
+            free(old[i]);
+        }
+    } while (n == 256);
+    disc_sweep(s, cutoff);
+    breaker_sweep(s);
+    call_sweep_start(s);
+}
+
+void call_sweep_start(sidecar_t *s)
+{
+    int64_t every = s->cfg.namespace_ttl_ms / 4;
+    if (every < 250)
+        every = 250;
+    if (every > 10000)
+        every = 10000;
+    loop_timer_schedule(s->ctx, &s->ns_sweep_timer, ns_sweep, every * LWS_US_PER_MS);
 }

@@ -8,6 +8,7 @@
 #include "sidecar.h"
 
 #include "log.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ typedef struct disc_entry {
      * does): where degradation looks when the cached peer is the one that failed. */
     char         (*known)[ADDR_KEY_MAX];
     unsigned       nknown;    /* entries written, ever; slot = nknown % DISC_KNOWN */
+    int64_t        used_ms;   /* last asked for: unused entries expire (disc_sweep) */
 } disc_entry_t;
 
 #define DISC_KNOWN 4
@@ -278,6 +280,7 @@ void disc_get(sidecar_t *s, const char *ns, const char *const *exclude, disc_wai
         cb(arg, CALL_E_OVERLOAD, NULL, false);
         return;
     }
+    e->used_ms = now_ms();
     if (e->state == D_READY && (e->self || usable(e->conn)) && !excluded(e->key, exclude)) {
         s->stats.cache_hits++;
         cb(arg, 0, e->self ? NULL : e->conn, e->self);
@@ -350,6 +353,32 @@ size_t disc_namespaces(sidecar_t *s, const char **out, size_t max)
     }
     return n;
 }
+
+size_t disc_sweep(sidecar_t *s, int64_t unused_since_ms)
+{
+    void *v;
+    disc_entry_t *old[256];
+    size_t n = 0, total = 0;
+    do {
+        /* collected first: removing while iterating an open-addressing map skips */
+        n = 0;
+        for (size_t it = 0; (it = hmap_next(&s->cache, it, &v)) != 0 && n < 256;) {
+            disc_entry_t *e = v;
+            if ((e->state == D_IDLE || e->state == D_READY) && !e->waiters && !e->dialing &&
+                e->used_ms < unused_since_ms)
+                old[n++] = e;
+        }
+        for (size_t i = 0; i < n; i++) {
+            hmap_del_if(&s->cache, old[i]->ns, strlen(old[i]->ns), old[i]);
+            free(old[i]->known);
+            free(old[i]);
+        }
+        total += n;
+    } while (n == 256);
+    return total;
+}
+
+bool disc_known(sidecar_t *s, const char *ns) { return hmap_gets(&s->cache, ns) != NULL; }
 
 void disc_free(sidecar_t *s)
 {

@@ -731,6 +731,7 @@ int mesh_start(sidecar_t *s)
     }
     dial_registry(s);
     apphealth_start(s);
+    call_sweep_start(s);
     return 0;
 }
 

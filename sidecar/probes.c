@@ -94,6 +94,7 @@ void probe_metrics(sidecar_t *s, sbuf_t *b)
     G("inbound_in_flight", "Inbound requests being served by the app.", s->inbound_inflight);
     C("app_unreachable_total", "Forwarded requests that could not reach the app.", st->app_unreachable);
     G("app_connections", "Open keep-alive connections to the app.", appclient_connections(s->app));
+    G("namespaces_tracked", "Namespaces with discovery state (--max-namespaces, --namespace-ttl-ms).", hmap_len(&s->cache));
     G("app_queued_bytes", "Request bytes at or waiting for the app (--app-queue-bytes).", appclient_bytes(s->app));
     G("assembly_bytes", "Bytes of peer messages in assembly (--max-assembly-bytes).", s->net.rx_bytes);
     G("queued_bytes", "Bytes waiting in peer send queues (--max-queued-bytes).", s->net.queue_bytes);

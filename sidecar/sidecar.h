@@ -65,6 +65,8 @@ typedef struct sidecar_config {
     long long  frame_timeout_ms;
     long long  send_stall_timeout_ms;
     long long  idle_timeout_ms;
+    long long  namespace_ttl_ms;
+    long long  max_namespaces;
     char      *mesh_token;
     bool       verify_peer_address;
     char      *api_token;
@@ -148,6 +150,7 @@ typedef struct sidecar {
     bool      registry_unlisted; /* connected, but the registry does not list us */
     sbuf_t    listed_exclude;  /* keys seen in this round, a JSON array's items */
     loop_timer_t kick; /* armed while end-of-pass work waits (sidecar_kick) */
+    loop_timer_t ns_sweep_timer; /* expiry of unused per-namespace state (call.c) */
     bool        kick_armed;
     bool      app_healthy;     /* true unless health checks say otherwise */
     bool      app_seen_healthy;/* a health check has passed since start */
@@ -196,6 +199,9 @@ void disc_cancel(sidecar_t *s, const char *ns, disc_waiter_t *w);
 void disc_conn_open(sidecar_t *s, wsconn_t *c);
 void disc_conn_closed(sidecar_t *s, wsconn_t *c);
 size_t disc_namespaces(sidecar_t *s, const char **out, size_t max);
+/* Drops entries nobody asked for since unused_since_ms (none in flight); returns how many. */
+size_t disc_sweep(sidecar_t *s, int64_t unused_since_ms);
+bool disc_known(sidecar_t *s, const char *ns);
 void disc_free(sidecar_t *s);
 
 /* breaker.c — which peers to avoid: the reference policy (docs/PROTOCOL.md §5.3: a failed
@@ -211,6 +217,8 @@ bool breaker_allows(sidecar_t *s, const char *ns, const char *key);
 void breaker_attempt(sidecar_t *s, const char *ns, const char *key);
 void breaker_counts(sidecar_t *s, size_t *open, size_t *half_open);
 void breaker_free(sidecar_t *s);
+/* Forgets expired exclusions (and emptied entries) of every namespace. */
+void breaker_sweep(sidecar_t *s);
 
 /* call.c — one outbound call or push. */
 typedef struct call_result {
@@ -245,6 +253,8 @@ void call_detach(call_t *c);
 void call_abort_all(sidecar_t *s);
 int  call_http_status(int status);   /* CALL_* → HTTP status for the local API */
 void call_free_state(sidecar_t *s);
+/* Starts the periodic expiry of unused per-namespace state (--namespace-ttl-ms). */
+void call_sweep_start(sidecar_t *s);
 /* Delivers the outcomes of calls finished during the last loop pass; false when
  * there were none. Run by the main loop after every pass. */
 bool call_deliver_ripe(void);

@@ -217,4 +217,26 @@ describe('dos-resources', { skip: m.skipReason() }, () => {
     await legitCalls(a);
     await waitRssBack(b, baseRss, peak);
   });
+
+  test('budget: calls to thousands of unknown namespaces: state bounded by --max-namespaces and expired after --namespace-ttl-ms', async (t) => {
+    const { a } = await abMesh(t, { a: { args: ['--namespace-ttl-ms', '1000', '--max-namespaces', '1000'] } });
+    const baseRss = rssBytes(a.proc.pid);
+    const agent = m.agentFor(32);
+    t.after(() => agent.destroy());
+    let maxTracked = 0;
+    const { peak } = await withRssSampling(a.proc.pid, async () => {
+      for (let round = 0; round < 6; round++) {
+        const rs = await Promise.all(Array.from({ length: 300 }, (_, i) =>
+          m.postWithAgent(agent, `${a.api}/v1/call/nobody-${round}-${i}/x`, { i }, { 'X-Micro-Retries': '0' })));
+        for (const r of rs) assert.equal(r.status, 503, `${r.status} ${r.text}`);
+        maxTracked = Math.max(maxTracked, await a.metric('micro_sidecar_namespaces_tracked'));
+      }
+      await legitCalls(a);
+    });
+    assert.ok(maxTracked <= 1000, `at most --max-namespaces tracked: ${maxTracked}`);
+    assertRss(peak, baseRss);
+    // nobody asks for them any more: they expire, b (still called) stays
+    await waitFor(async () => (await a.metric('micro_sidecar_namespaces_tracked')) <= 1, { timeoutMs: 5000, message: 'unused namespaces expired' });
+    await legitCalls(a);
+  });
 });
