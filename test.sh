@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds everything and runs every test stage. This is the README's test command
 # and exactly what CI runs (.ci/run). Stages:
-#   unit + integration + interop (ctest)   | the same under ASan+UBSan
+#   unit + integration + interop (ctest)   | a 30 s soak (flat RSS and fds)
+#   the ctest suites under ASan+UBSan      |
 #   libFuzzer targets (60 s each)          | Helm chart and manifests checks
 #   Dockerfile replay in a bookworm chroot | pod-level test in network namespaces
 #   demo and benchmark smoke runs
@@ -9,7 +10,7 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 root=$(pwd)
-stages=${STAGES:-"deps build test asan fuzz k8s image netns demo bench"}
+stages=${STAGES:-"deps build test soak asan fuzz k8s image netns demo bench"}
 jobs=$(nproc)
 passed=0 failed=0 failures=()
 
@@ -41,6 +42,7 @@ export HELM_CACHE_DIR=${HELM_CACHE_DIR:-$cache/helm}
 run_stage deps  deps || true
 run_stage build scripts/build.sh build -DBUILD_TESTING=ON
 run_stage test  ctest_in build
+run_stage soak  tests/soak/run.sh --seconds 30 build
 run_stage asan  bash -c 'scripts/build.sh build-asan -DSANITIZE=address,undefined &&
                          ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
                          ctest --test-dir build-asan --output-on-failure -j'"$jobs"' --timeout 900'
