@@ -53,6 +53,8 @@ LABEL_KEYS = [
 OUR_COMMANDS = {"micro-registry", "micro-sidecar", "micro-echo", "sh", "etcd"}
 REGISTRY_CONFIG_KEYS = {"port", "bind", "heartbeat-timeout-ms", "sweep-interval-ms",
                         "max-frame-bytes", "max-connections", "max-connections-per-address",
+                        "handshake-timeout-ms", "max-assembly-bytes", "max-queued-bytes",
+                        "frame-timeout-ms", "send-stall-timeout-ms",
                         "verify-peer-address", "log-level", "log-format",
                         "store", "etcd-endpoints", "etcd-prefix", "etcd-lease-ttl-ms",
                         "etcd-dial-timeout-ms", "etcd-ca-file", "etcd-cert-file", "etcd-key-file"}
@@ -60,11 +62,16 @@ ETCD_CONFIG_KEYS = {"store", "etcd-endpoints", "etcd-prefix", "etcd-lease-ttl-ms
                     "etcd-dial-timeout-ms"}
 ETCD_TLS_CONFIG_KEYS = {"etcd-ca-file", "etcd-cert-file", "etcd-key-file"}
 REGISTRY_INT_CONFIG_KEYS = ["heartbeat-timeout-ms", "sweep-interval-ms", "max-frame-bytes",
-                            "max-connections", "max-connections-per-address"]
+                            "max-connections", "max-connections-per-address",
+                            "handshake-timeout-ms", "max-assembly-bytes",
+                            "max-queued-bytes", "frame-timeout-ms", "send-stall-timeout-ms"]
 # Integer flags every sidecar gets as an argument (chart and deploy/).
 SIDECAR_INT_FLAGS = ["request-timeout-ms", "retries", "app-timeout-ms", "shutdown-grace-ms",
                      "registry-lookup-timeout-ms", "heartbeat-interval-ms",
                      "reconnect-interval-ms", "handshake-timeout-ms",
+                     "app-queue-bytes", "max-assembly-bytes", "max-queued-bytes",
+                     "frame-timeout-ms", "send-stall-timeout-ms", "idle-timeout-ms",
+                     "namespace-ttl-ms", "max-namespaces",
                      "breaker-cooldown-ms",
                      "inbound-rps", "inbound-burst", "outbound-rps", "outbound-burst",
                      "max-inflight", "namespace-concurrency", "connection-inflight",
@@ -83,6 +90,8 @@ SIDECAR_NOT_FLAGS = {"native", "registryAddress", "advertiseHost", "appShutdownS
 # registry.* values written to its config file (key: the flag name).
 REGISTRY_CONFIG_VALUES = ["port", "bind", "heartbeatTimeoutMs", "sweepIntervalMs",
                           "maxFrameBytes", "maxConnections", "maxConnectionsPerAddress",
+                          "handshakeTimeoutMs", "maxAssemblyBytes", "maxQueuedBytes",
+                          "frameTimeoutMs", "sendStallTimeoutMs",
                           "verifyPeerAddress",
                           "logLevel", "logFormat"]
 TOKEN_ENVS = {"MICRO_API_TOKEN", "MICRO_APP_TOKEN", "MICRO_MESH_TOKEN"}

@@ -229,6 +229,15 @@ prometheus.io/path: /metrics
     - --heartbeat-interval-ms={{ int64 $e.heartbeatIntervalMs }}
     - --reconnect-interval-ms={{ int64 $e.reconnectIntervalMs }}
     - --handshake-timeout-ms={{ int64 $e.handshakeTimeoutMs }}
+    # Memory budgets over all connections, and the deadlines that free them
+    - --app-queue-bytes={{ int64 $e.appQueueBytes }}
+    - --max-assembly-bytes={{ int64 $e.maxAssemblyBytes }}
+    - --max-queued-bytes={{ int64 $e.maxQueuedBytes }}
+    - --frame-timeout-ms={{ int64 $e.frameTimeoutMs }}
+    - --send-stall-timeout-ms={{ int64 $e.sendStallTimeoutMs }}
+    - --idle-timeout-ms={{ int64 $e.idleTimeoutMs }}
+    - --namespace-ttl-ms={{ int64 $e.namespaceTtlMs }}
+    - --max-namespaces={{ int64 $e.maxNamespaces }}
     - --dns-timeout-ms={{ int64 $e.dnsTimeoutMs }}
     - --dns-cache-ms={{ int64 $e.dnsCacheMs }}
     # Peers must come from the address they claim (docs/SECURITY.md)
