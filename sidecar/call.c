@@ -435,9 +435,20 @@ call_t *call_start(sidecar_t *s, const call_opts_t *o, call_done_t done, void *a
         finish(c, CALL_E_OVERLOAD, "too many calls in flight");
         return c;
     }
+    char gone[ADDR_NS_MAX];
+    if (s->cfg.max_namespaces > 0 && !disc_known(s, c->ns) &&
+        hmap_len(&s->cache) >= (size_t)s->cfg.max_namespaces && disc_evict_one(s, gone, sizeof(gone))) {
+        /* at the bound, the least recently used idle namespace makes room */
+        nsstate_t *old = hmap_gets(&s->nsstate, gone);
+        if (old && !old->inflight) {
+            hmap_del_if(&s->nsstate, old->ns, strlen(old->ns), old);
+            free(old);
+        }
+    }
     if (s->cfg.max_namespaces > 0 && !disc_known(s, c->ns) &&
         hmap_len(&s->cache) >= (size_t)s->cfg.max_namespaces) {
-        /* per-namespace state is bounded in count too, not only by its expiry */
+        /* per-namespace state is bounded in count too, not only by its expiry:
+         * all of it is in use */
         s->stats.concurrency_limited++;
         snprintf(c->message, sizeof(c->message), "too many namespaces in use (--max-namespaces %lld)",
                  s->cfg.max_namespaces);

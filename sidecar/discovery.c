@@ -380,6 +380,34 @@ size_t disc_sweep(sidecar_t *s, int64_t unused_since_ms)
 
 bool disc_known(sidecar_t *s, const char *ns) { return hmap_gets(&s->cache, ns) != NULL; }
 
+bool disc_evict_one(sidecar_t *s, char *ns_out, size_t ns_len)
+{
+    /* approximately the least recently used, as redis does it: the oldest of up
+     * to 64 entries that nothing waits on, from where the last look stopped */
+    size_t cap = s->cache.cap;
+    if (!cap)
+        return false;
+    disc_entry_t *best = NULL;
+    size_t seen = 0;
+    for (size_t k = 0; k < cap && seen < 64; k++) {
+        size_t i = (s->disc_cursor + k) % cap;
+        if (!s->cache.slots[i].hash)
+            continue;
+        seen++;
+        disc_entry_t *e = s->cache.slots[i].val;
+        if ((e->state == D_IDLE || e->state == D_READY) && !e->waiters && !e->dialing &&
+            (!best || e->used_ms < best->used_ms))
+            best = e;
+    }
+    s->disc_cursor += 64;
+    if (!best)
+        return false;
+    snprintf(ns_out, ns_len, "%s", best->ns);
+    hmap_del_if(&s->cache, best->ns, strlen(best->ns), best);
+    free(best);
+    return true;
+}
+
 void disc_free(sidecar_t *s)
 {
     void *v;

@@ -128,7 +128,7 @@ static const cfg_opt_t options[] = {
     INT("send-stall-timeout-ms", "MICRO_SEND_STALL_TIMEOUT_MS", 1, 3600000, "10000", send_stall_timeout_ms, "a peer that does not read its queue for this long is closed"),
     INT("idle-timeout-ms", "MICRO_IDLE_TIMEOUT_MS", 0, 86400000, "300000", idle_timeout_ms, "a peer connection with no frame either way for this long is closed (0 = never)"),
     INT("namespace-ttl-ms", "MICRO_NAMESPACE_TTL_MS", 1000, 86400000, "300000", namespace_ttl_ms, "per-namespace state (discovery cache, limits, breaker) unused this long is dropped"),
-    INT("max-namespaces", "MICRO_MAX_NAMESPACES", 1, 1000000, "10000", max_namespaces, "namespaces called at once with state kept; a call to one more gets 503"),
+    INT("max-namespaces", "MICRO_MAX_NAMESPACES", 1, 1000000, "10000", max_namespaces, "namespaces with state kept at once; at the bound the least recently used idle one is dropped (503 when none is idle)"),
     {.name = "mesh-token", .env = "MICRO_MESH_TOKEN", .type = CFG_STR, .offset = offsetof(T, mesh_token),
      .help = "shared token: sent on outbound handshakes (?token=), required on inbound ones"},
     {.name = "verify-peer-address", .env = "MICRO_VERIFY_PEER_ADDRESS", .type = CFG_BOOL, .def = "false",

@@ -158,6 +158,7 @@ typedef struct sidecar {
     struct app_req *health_req;
     hmap_t    peers;           /* "host:port" → wsconn (one per pair, either direction) */
     hmap_t    cache;           /* namespace → disc_entry */
+    size_t    disc_cursor;     /* where disc_evict_one looks next */
     hmap_t    breakers;        /* namespace → breaker */
     hmap_t    nsstate;         /* namespace → outbound limits (call.c) */
     size_t    calls_inflight;
@@ -202,6 +203,8 @@ size_t disc_namespaces(sidecar_t *s, const char **out, size_t max);
 /* Drops entries nobody asked for since unused_since_ms (none in flight); returns how many. */
 size_t disc_sweep(sidecar_t *s, int64_t unused_since_ms);
 bool disc_known(sidecar_t *s, const char *ns);
+/* Drops the least recently used idle entry (approximately); false when none is idle. */
+bool disc_evict_one(sidecar_t *s, char *ns_out, size_t ns_len);
 void disc_free(sidecar_t *s);
 
 /* breaker.c — which peers to avoid: the reference policy (docs/PROTOCOL.md §5.3: a failed
