@@ -404,6 +404,7 @@ bool disc_evict_one(sidecar_t *s, char *ns_out, size_t ns_len)
         return false;
     snprintf(ns_out, ns_len, "%s", best->ns);
     hmap_del_if(&s->cache, best->ns, strlen(best->ns), best);
+    free(best->known);
     free(best);
     return true;
 }
