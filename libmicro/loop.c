@@ -88,6 +88,8 @@ static void io_from_ev(struct ev_loop *l, ev_io *w, int revents)
     io->cb(io);
 }
 
+bool loop_is_ev(void) { return evloop != NULL; }
+
 int loop_io_start(loop_io_t *w, int fd, loop_io_cb cb)
 {
     if (!evloop || fd < 0)

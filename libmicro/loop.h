@@ -42,6 +42,8 @@ struct loop_io {
     bool       active;
 };
 int  loop_io_start(loop_io_t *w, int fd, loop_io_cb cb);
+/* true when the loop is libev's (loop_create(true)); false on lws's poll() loop. */
+bool loop_is_ev(void);
 void loop_io_stop(loop_io_t *w);
 
 /* Closes wsi from outside its own callbacks (a timer, the end of a pass):

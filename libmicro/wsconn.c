@@ -1084,13 +1084,62 @@ static struct lws_vhost *vhost_new(wsnet_t *n, const char *name, const char *ifa
     return lws_create_vhost(n->ctx, &info);
 }
 
+/* lws's own poll() loop (unit tests): lws listens itself, without our accept
+ * loop's fd reserve and handshake deadline, which need the libev loop. lws binds
+ * an AF_INET6 socket unless LWS_SERVER_OPTION_DISABLE_IPV6, to info.iface when
+ * set (an address or an interface name), else to the wildcard; IPV6_V6ONLY is
+ * left to the system unless _V6ONLY_MODIFY. */
+static int lws_listens(wsnet_t *n, const char *name, const char *bind, int port,
+                       const struct lws_protocols *protocols)
+{
+    const char *iface = NULL;
+    uint64_t opts = 0;
+    bool dual = false;
+    if (!bind || !strcmp(bind, "::")) {
+        dual = true; /* IPV6_V6ONLY off: IPv4 peers arrive as ::ffff:a.b.c.d */
+        opts = LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY;
+        n->bound = "::";
+    } else if (!strcmp(bind, "0.0.0.0")) {
+        opts = LWS_SERVER_OPTION_DISABLE_IPV6;
+    } else {
+        iface = bind;
+        if (!strchr(bind, ':'))
+            opts = LWS_SERVER_OPTION_DISABLE_IPV6;
+        else if (!ipv6_available()) {
+            /* lws would log that it cannot open the socket and carry on without
+             * a listener */
+            LOG_ERROR("no IPv6 on this host", LF_STR("bind", bind));
+            return -1;
+        }
+    }
+    if (dual && !ipv6_available()) {
+        LOG_WARN("no IPv6 on this host: listening on IPv4 only", LF_STR("bind", "::"), LF_INT("port", port));
+        opts = LWS_SERVER_OPTION_DISABLE_IPV6;
+        n->bound = "0.0.0.0";
+    }
+    n->vhost = vhost_new(n, name, iface, port, opts, protocols);
+    if (!n->vhost)
+        return -1;
+    if ((opts & LWS_SERVER_OPTION_DISABLE_IPV6) && ipv6_available()) {
+        char dname[64];
+        snprintf(dname, sizeof(dname), "%s-dial", name);
+        n->dial_vhost = vhost_new(n, dname, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols);
+        if (!n->dial_vhost)
+            return -1;
+    }
+    return 0;
+}
+
 int wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
                  const struct lws_protocols *protocols)
 {
-    /* lws never listens itself: our listener (listener.h) accepts and hands sockets
-     * to this vhost, which can also dial both families whatever the bind */
     n->bound = bind;
     n->proto_name = protocols[0].name;
+    if (port && !loop_is_ev())
+        return lws_listens(n, name, bind, port, protocols);
+    /* On the libev loop lws never listens itself: our listener (listener.h) accepts
+     * and hands sockets to this vhost, which (IPv6 on) also dials both families
+     * whatever the bind. */
     n->vhost = vhost_new(n, name, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols);
     if (!n->vhost)
         return -1;

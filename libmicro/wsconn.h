@@ -142,7 +142,8 @@ int  wsconn_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void
  * accepted sockets to that vhost. "::" (or NULL) is dual stack (IPV6_V6ONLY off,
  * whatever net.ipv6.bindv6only says), and falls back to 0.0.0.0 when the host has
  * no IPv6; n->bound says which. Dialing reaches IPv4 and IPv6 peers whatever the
- * bind. Set handshake_timeout_ms first. Returns 0 or -1. */
+ * bind. Set handshake_timeout_ms first. On lws's poll() loop (unit tests) lws
+ * listens itself, without the fd reserve and the handshake deadline. Returns 0 or -1. */
 int  wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
                   const struct lws_protocols *protocols);
 /* The vhost outbound connections of this wsnet (and its protocols) use. */
