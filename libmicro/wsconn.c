@@ -1061,7 +1061,7 @@ static bool ipv6_available(void)
 }
 
 static struct lws_vhost *vhost_new(wsnet_t *n, const char *name, const char *iface, int port,
-                                   uint64_t options, const struct lws_protocols *protocols)
+                                   uint64_t options, const struct lws_protocols *protocols, bool serves)
 {
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
@@ -1079,7 +1079,7 @@ static struct lws_vhost *vhost_new(wsnet_t *n, const char *name, const char *ifa
      * lws would otherwise wait for forever. Node peers answer pings on their own. */
     static const lws_retry_bo_t idle_policy = {.secs_since_valid_ping = WSCONN_PING_IDLE_S,
                                                .secs_since_valid_hangup = WSCONN_HANGUP_IDLE_S};
-    if (port != CONTEXT_PORT_NO_LISTEN)
+    if (port != CONTEXT_PORT_NO_LISTEN || serves) /* serves: our listener feeds it */
         info.retry_and_idle_policy = &idle_policy;
     return lws_create_vhost(n->ctx, &info);
 }
@@ -1117,13 +1117,13 @@ static int lws_listens(wsnet_t *n, const char *name, const char *bind, int port,
         opts = LWS_SERVER_OPTION_DISABLE_IPV6;
         n->bound = "0.0.0.0";
     }
-    n->vhost = vhost_new(n, name, iface, port, opts, protocols);
+    n->vhost = vhost_new(n, name, iface, port, opts, protocols, false);
     if (!n->vhost)
         return -1;
     if ((opts & LWS_SERVER_OPTION_DISABLE_IPV6) && ipv6_available()) {
         char dname[64];
         snprintf(dname, sizeof(dname), "%s-dial", name);
-        n->dial_vhost = vhost_new(n, dname, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols);
+        n->dial_vhost = vhost_new(n, dname, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols, false);
         if (!n->dial_vhost)
             return -1;
     }
@@ -1140,7 +1140,7 @@ int wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
     /* On the libev loop lws never listens itself: our listener (listener.h) accepts
      * and hands sockets to this vhost, which (IPv6 on) also dials both families
      * whatever the bind. */
-    n->vhost = vhost_new(n, name, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols);
+    n->vhost = vhost_new(n, name, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols, port != 0);
     if (!n->vhost)
         return -1;
     if (!port)
