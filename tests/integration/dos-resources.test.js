@@ -239,4 +239,40 @@ describe('dos-resources', { skip: m.skipReason() }, () => {
     await waitFor(async () => (await a.metric('micro_sidecar_namespaces_tracked')) <= 1, { timeoutMs: 5000, message: 'unused namespaces expired' });
     await legitCalls(a);
   });
+
+  test('budget: the registry keeps half-sent messages inside --max-assembly-bytes (its chart limit is 128 MiB)', async (t) => {
+    const registry = await m.startRegistry(t, { args: ['--frame-timeout-ms', '2000'] });
+    const pid = registry.proc.pid;
+    const baseRss = rssBytes(pid);
+    const part = 'x'.repeat(900 * 1024);
+    const peers = [];
+    const { peak } = await withRssSampling(pid, async () => {
+      for (let i = 0; i < 150; i++) peers.push(h.rawPeer(HOST, registry.port, [HOST, 23000 + i, 'half'], { t }));
+      await Promise.all(peers.map((p) => p.ready().catch(() => {})));
+      for (const p of peers) if (p.isOpen) p.ws.send(`{"id":1,"mode":0,"twoway":true,"data":{"url":"/-/find","data":"${part}`, { fin: false });
+      await waitFor(() => peers.every((p) => !p.isOpen), { timeoutMs: 8000, message: 'every half-sent message was refused or timed out' });
+      // the registry still serves
+      const b = await m.startSidecar(t, { ns: 'b', registryPort: registry.port });
+      await m.waitListed(registry, 'b', [b.key]);
+    });
+    if (!SANITIZED) assert.ok(peak < 128 * 1048576, `the registry's RSS peaked at ${MB(peak)} (baseline ${MB(baseRss)})`);
+    const metrics = (await h.httpJson('GET', `${registry.http}/metrics`)).text;
+    assert.equal(m.metricValue(metrics, 'micro_registry_assembly_bytes'), 0);
+    assert.ok(m.metricValue(metrics, 'micro_registry_assembly_refused_total') + m.metricValue(metrics, 'micro_registry_frame_timeouts_total') >= 1);
+  });
+
+  test('--idle-timeout-ms: a silent peer connection is closed, one with a call at the app is not', async (t) => {
+    const { a, b } = await abMesh(t, { b: { args: ['--idle-timeout-ms', '1000'] } });
+    const silent = h.rawPeer(HOST, b.meshPort, [HOST, 24000, 'quiet'], { t });
+    const busy = h.rawPeer(HOST, b.meshPort, [HOST, 24001, 'busy'], { t });
+    await Promise.all([silent.ready(), busy.ready()]);
+    const answer = busy.request('/slow/2500', { x: 1 }, { timeout: 10000 });
+    const t0 = Date.now();
+    await silent.waitClosed(5000);
+    assert.ok(Date.now() - t0 < 4000, `closed after ${Date.now() - t0} ms`);
+    assert.ok(busy.isOpen, 'the peer waiting for its answer is still connected');
+    assert.equal((await answer).status, 200);
+    await waitFor(async () => (await b.metric('micro_sidecar_idle_closes_total')) >= 1, { timeoutMs: 3000, message: 'counted' });
+    await legitCalls(a);
+  });
 });
