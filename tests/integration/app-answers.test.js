@@ -3,7 +3,7 @@
 // caller's sidecar does with a RESPONSE it cannot read:
 //   - a 2xx text answer with bytes that are not UTF-8 reaches the caller at once,
 //     the bad bytes as U+FFFD (the frame stays valid JSON); an error answer too;
-//   - a RESPONSE frame that is not valid (invalid UTF-8 from a broken peer) fails
+//   - a RESPONSE frame that is not UTF-8 (a broken peer) closes with 1007 and fails
 //     its call at once with 502 instead of waiting out the call's timeout;
 //   - app answers with ambiguous framing (RFC 9112 §6: two different
 //     Content-Length, Transfer-Encoding other than chunked, TE with CL) are a
@@ -64,7 +64,7 @@ describe('micro-sidecar: app answers that are not UTF-8', { skip: m.skipReason()
     assert.equal(e.body.error, 'bad \ufffd\ufffd');
   });
 
-  test('a RESPONSE frame that is not valid JSON (invalid UTF-8) fails its call at once with 502', async (t) => {
+  test('a RESPONSE frame that is not valid UTF-8 closes the connection with 1007 and fails its call at once with 502', async (t) => {
     const registry = await m.startRegistry(t);
     const a = await m.startSidecar(t, { ns: 'a', registryPort: registry.port, requestTimeoutMs: CALL_TIMEOUT_MS, args: ['--retries', '0'] });
     // a broken provider: registered, and connected to a so a's call uses this connection
@@ -89,7 +89,11 @@ describe('micro-sidecar: app answers that are not UTF-8', { skip: m.skipReason()
     const ms = Date.now() - t0;
     assert.equal(r.status, 502, r.text);
     assert.ok(ms < AT_ONCE_MS, `answered in ${ms} ms, not after the ${CALL_TIMEOUT_MS} ms timeout`);
-    assert.match(r.body.error, /not a valid frame/, r.text);
+    // A text frame that is not UTF-8 is a protocol error (RFC 6455 §8.1): the sidecar
+    // closes the connection with 1007, which fails the call it carried at once.
+    assert.match(r.body.error, /not a valid frame|connection dropped/, r.text);
+    const closed = await peer.waitClosed(3000);
+    assert.equal(closed.code, 1007, `closed with 1007 (${JSON.stringify(closed)})`);
   });
 });
 
