@@ -4,6 +4,8 @@
  * source, so an error names where the bad value came from. Runs once, at start-up,
  * on the main thread. */
 #include "config.h"
+
+#include "addr.h"
 #include "addrlist.h"
 #include "url.h"
 
@@ -956,27 +958,6 @@ static bool host_ok(const char *h, size_t n)
     return !digits_only;
 }
 
-static bool ipv6_ok(const char *h, size_t n)
-{
-    char buf[INET6_ADDRSTRLEN + 32];
-    struct in6_addr a6;
-    const char *zone = memchr(h, '%', n);
-
-    if (zone) { /* fe80::1%eth0: the zone is an interface name */
-        for (const char *z = zone + 1; z < h + n; z++)
-            if (!isalnum((unsigned char)*z) && *z != '.' && *z != '-' && *z != '_')
-                return false;
-        if (zone + 1 == h + n)
-            return false;
-        n = (size_t)(zone - h);
-    }
-    if (n == 0 || n >= sizeof(buf))
-        return false;
-    memcpy(buf, h, n);
-    buf[n] = '\0';
-    return inet_pton(AF_INET6, buf, &a6) == 1;
-}
-
 /* Checks "host", "host:port", "[v6]" or "[v6]:port" in s[0..n); NULL or the reason. */
 static const char *authority_check(const char *s, size_t n, bool need_port)
 {
@@ -989,7 +970,7 @@ static const char *authority_check(const char *s, size_t n, bool need_port)
         const char *close = memchr(s, ']', n);
         if (!close)
             return "missing ] after the IPv6 address";
-        if (!ipv6_ok(s + 1, (size_t)(close - s - 1)))
+        if (!addr_is_ipv6(s + 1, (size_t)(close - s - 1)))
             return "invalid IPv6 address";
         if (close + 1 < s + n) {
             if (close[1] != ':')
