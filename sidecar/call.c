@@ -45,7 +45,9 @@ struct call {
     char           peer[ADDR_KEY_MAX];
     /* the outcome, delivered from the loop */
     int            status;
-    char           message[512];
+    /* room for the longest namespace in our own messages ("more than N calls in
+     * flight to <ns>") and for a peer's message (512, see on_response) */
+    char           message[ADDR_NS_MAX + 128];
     sbuf_t         result;
     bool           has_result;
     bool           finished;
