@@ -129,6 +129,8 @@ const char *routes_match(routes_t *r, const char *url, char *buf, size_t buflen)
 
 const char *routes_admit(routes_t *r, const char *url, char *buf, size_t buflen, double *retry_after)
 {
+    if (retry_after)
+        *retry_after = 0; /* also when there is no route, as routes_admit promises */
     route_t *rt = hmap_gets(&r->map, url);
     bool exact = rt != NULL;
     if (!rt)
@@ -136,7 +138,6 @@ const char *routes_admit(routes_t *r, const char *url, char *buf, size_t buflen,
     if (!rt)
         return NULL;
     if (retry_after) {
-        *retry_after = 0;
         if (!tb_take(&rt->limit, now_us(), retry_after)) {
             if (*retry_after <= 0)
                 *retry_after = 0.001;
