@@ -60,7 +60,6 @@ struct pool {
 struct appclient {
     sidecar_t *s;
     hmap_t     pools;
-    size_t     inflight;
     size_t     nconns;
     size_t     bytes;     /* request bytes held (at or waiting for the app): --app-queue-bytes */
 };
@@ -77,7 +76,6 @@ appclient_t *appclient_new(sidecar_t *s)
     return a;
 }
 
-size_t appclient_inflight(appclient_t *a) { return a->inflight; }
 size_t appclient_connections(appclient_t *a) { return a->nconns; }
 size_t appclient_bytes(appclient_t *a) { return a->bytes; }
 
@@ -91,7 +89,6 @@ static void req_free(app_req_t *r)
 
 static void finish(app_req_t *r, const app_result_t *res)
 {
-    r->a->inflight--;
     app_done_t done = r->done;
     void *arg = r->arg;
     req_free(r);
@@ -546,7 +543,6 @@ app_req_t *appclient_request(appclient_t *a, const char *method, const char *tar
     }
     r->outlen = b.len;
     r->out = sbuf_steal(&b);
-    a->inflight++;
     a->bytes += r->outlen;
 
     int64_t tmo = timeout_ms > 0 ? timeout_ms : a->s->cfg.app_timeout_ms;
@@ -596,9 +592,7 @@ app_req_t *appclient_request(appclient_t *a, const char *method, const char *tar
 
 void appclient_cancel(app_req_t *r)
 {
-    appclient_t *a = r->a;
     detach(r);
-    a->inflight--;
     req_free(r);
 }
 

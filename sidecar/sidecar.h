@@ -183,7 +183,6 @@ bool mesh_registry_listed(const sidecar_t *s);
 /* apphealth.c */
 void apphealth_start(sidecar_t *s);
 void apphealth_stop(sidecar_t *s);
-/* Answers a REQUEST on c with an app outcome (used by mesh.c and the self path). */
 
 /* discovery.c — resolve a namespace to a ready peer connection (or to ourselves). */
 typedef void (*disc_cb_t)(void *arg, int err, wsconn_t *conn, bool self);
@@ -317,7 +316,6 @@ app_req_t *appclient_request(appclient_t *a, const char *method, const char *tar
                              int64_t timeout_ms, app_done_t done, void *arg);
 /* Cancels (closes the app connection so the app sees the client go); done does not run. */
 void appclient_cancel(app_req_t *r);
-size_t appclient_inflight(appclient_t *a);
 size_t appclient_connections(appclient_t *a);
 size_t appclient_bytes(appclient_t *a); /* request bytes held, for --app-queue-bytes */
 
