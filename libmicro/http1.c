@@ -59,31 +59,22 @@ static bool is_tchar(unsigned char c)
     return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-/* Transfer-Encoding: the codings, across every header that carries them. We
- * decode chunked only, so anything but exactly one "chunked" is refused: a
- * response whose framing we cannot read is a 502, never a guess. */
+/* Transfer-Encoding: we decode chunked only, so anything but one header whose
+ * value is exactly "chunked" (optional white space around it) is refused, list
+ * forms with empty elements (", chunked") included: parsers disagree on those,
+ * and a response whose framing two parsers read two ways is how a response is
+ * smuggled. A 502, never a guess. */
 static int add_codings(http1_resp_t *r, const char *v)
 {
-    const char *p = v;
-    bool any = false;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (!*p)
-            break;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *t = e;
-        while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
-            t--;
-        if ((size_t)(t - p) != 7 || strncasecmp(p, "chunked", 7) || r->chunked)
-            break;
-        r->chunked = any = true;
-        p = e;
-    }
-    if (!any || *p)
+    const char *p = v, *e;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    e = p + strlen(p);
+    while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    if ((size_t)(e - p) != 7 || strncasecmp(p, "chunked", 7) || r->chunked)
         return fail(r, "unsupported Transfer-Encoding (only a single chunked is accepted)");
+    r->chunked = true;
     return HTTP1_MORE;
 }
 
