@@ -272,7 +272,16 @@ int http1_resp_feed(http1_resp_t *r, const char *p, size_t n, size_t *used)
                 if (!isxdigit((unsigned char)line[0]) || (line[0] == '0' && (line[1] == 'x' || line[1] == 'X')))
                     return fail(r, "bad chunk size");
                 unsigned long long sz = strtoull(line, &e, 16);
-                if (*e != '\r' && *e != ';' && *e != ' ' && *e != '\t')
+                /* RFC 9112 §7.1: chunk-size BWS [";" chunk-ext] CRLF; an extension
+                 * holds no control byte but HTAB. Anything else after the size
+                 * ("0 ,0") is refused: parsers differ on it. */
+                while (*e == ' ' || *e == '\t')
+                    e++;
+                if (*e == ';') {
+                    while (*e != '\r' && ((unsigned char)*e >= 0x20 || *e == '\t') && *e != 0x7f)
+                        e++;
+                }
+                if (*e != '\r')
                     return fail(r, "bad chunk size");
                 if (sz > r->body.limit - r->body.len)
                     return fail(r, "response body too large");
