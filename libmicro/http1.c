@@ -274,9 +274,12 @@ int http1_resp_feed(http1_resp_t *r, const char *p, size_t n, size_t *used)
                 unsigned long long sz = strtoull(line, &e, 16);
                 /* RFC 9112 §7.1: chunk-size BWS [";" chunk-ext] CRLF; an extension
                  * holds no control byte but HTAB. Anything else after the size
-                 * ("0 ,0") is refused: parsers differ on it. */
+                 * ("0 ,0", "0 " alone) is refused: parsers differ on it. */
+                char *ws = e;
                 while (*e == ' ' || *e == '\t')
                     e++;
+                if (*e != ';' && e != ws) /* BWS only before an extension */
+                    return fail(r, "bad chunk size");
                 if (*e == ';') {
                     while (*e != '\r' && ((unsigned char)*e >= 0x20 || *e == '\t') && *e != 0x7f)
                         e++;

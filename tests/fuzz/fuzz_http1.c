@@ -24,6 +24,8 @@
  *   - a header named "Transfer-EncodingX..." is an unknown header to ours;
  *     http_parser 2.9 treats it as Transfer-Encoding and refuses it with a
  *     Content-Length (HPE_UNEXPECTED_CONTENT_LENGTH): an oracle quirk;
+ *   - a tab as white space around a Content-Length value: OWS to RFC 9110,
+ *     refused by http_parser 2.9 (HPE_INVALID_CONTENT_LENGTH);
  *   - a trailer field of a chunked answer that http_parser refuses (a bad
  *     Content-Length there): trailers never frame a message, ours skips them;
  *   - 1xx, 204 and 304 have no body whatever their headers say (RFC 9110 §15):
@@ -174,6 +176,23 @@ static bool cl_values_equal(const char *p, size_t n)
     return true;
 }
 
+/* Whether a Content-Length line of the head carries a tab as white space
+ * (RFC 9110 §5.6.3 OWS; http_parser 2.9 only skips spaces there). */
+static bool cl_has_tab(const char *p, size_t n)
+{
+    const char *end = memmem(p, n, "\r\n\r\n", 4);
+    if (!end)
+        end = p + n;
+    for (const char *l = p; l < end;) {
+        const char *nl = memmem(l, (size_t)(end - l), "\r\n", 2);
+        const char *le = nl ? nl : end;
+        if (le - l > 15 && !strncasecmp(l, "content-length:", 15) && memchr(l + 15, '\t', (size_t)(le - l - 15)))
+            return true;
+        l = nl ? nl + 2 : end;
+    }
+    return false;
+}
+
 static int o_headers_complete(http_parser *p)
 {
     /* no body for 1xx, 204, 304 (what a client knows from the status) */
@@ -227,7 +246,7 @@ static void differential(const char *p, size_t n, const outcome_t *a)
         http_parser_execute(&hp, &st, NULL, 0); /* EOF ends a read-until-close body */
     err = HTTP_PARSER_ERRNO(&hp);
     if ((err == HPE_UNEXPECTED_CONTENT_LENGTH && !o.n_te && (o.n_cl < 2 || cl_values_equal(p, n))) ||
-        hp.upgrade) {
+        (err == HPE_INVALID_CONTENT_LENGTH && cl_has_tab(p, n)) || hp.upgrade) {
         /* exceptions: a repeated equal Content-Length (see the top); a header
          * whose name only starts with "Transfer-Encoding" (http_parser 2.9 takes
          * it for one and refuses it beside a length); an upgrade, where the

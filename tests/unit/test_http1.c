@@ -313,6 +313,7 @@ static void ambiguous_framing_refused(void **state)
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", "unsupported Transfer-Encoding"},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", "unsupported Transfer-Encoding"},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\t,\t0\r\n\r\n", "bad chunk size"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\t\r\n\r\n", "bad chunk size"},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;\x01x=y\r\nabc\r\n0\r\n\r\n", "bad chunk size"},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding:, chunked\r\n\r\n0\r\n\r\n", "unsupported Transfer-Encoding"},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n0\r\n\r\n", "unsupported Transfer-Encoding"},
