@@ -92,39 +92,41 @@ static void hs_expire(loop_timer_t *t)
     hs_arm(l);
 }
 
-void listener_established(listener_t *l, struct lws *wsi)
+/* The handshake-pending entry of wsi, taken off the deadline list (the timer
+ * follows a new head); NULL when wsi is not pending. */
+static listen_pend_t *pend_take(listener_t *l, struct lws *wsi)
 {
-    if (!l)
-        return;
-    listen_pend_t *p = hmap_get(&l->held, &wsi, sizeof(wsi));
+    listen_pend_t *p = l ? hmap_get(&l->held, &wsi, sizeof(wsi)) : NULL;
     if (!p || !p->pending)
-        return;
+        return NULL;
     bool was_head = p == l->head;
     pend_unlink(l, p);
     if (was_head)
         hs_arm(l);
+    return p;
+}
+
+void listener_established(listener_t *l, struct lws *wsi)
+{
+    pend_take(l, wsi);
 }
 
 void listener_done(listener_t *l, struct lws *wsi)
 {
     if (!l)
         return;
-    listener_established(l, wsi);
+    pend_take(l, wsi);
     free(hmap_del(&l->held, &wsi, sizeof(wsi)));
 }
 
 void listener_touch(listener_t *l, struct lws *wsi)
 {
-    if (!l)
+    listen_pend_t *p = pend_take(l, wsi);
+    if (!p)
         return;
-    listen_pend_t *p = hmap_get(&l->held, &wsi, sizeof(wsi));
-    if (!p || !p->pending)
-        return;
-    bool was_head = p == l->head;
-    pend_unlink(l, p);
     p->deadline_ms = now_ms() + l->handshake_timeout_ms;
     pend_append(l, p);
-    if (was_head)
+    if (p == l->head)
         hs_arm(l);
 }
 

@@ -165,14 +165,26 @@ static enum unit_kind next_unit(const char *str, size_t n, size_t *len, unsigned
     return utf8_is_control(*cp) ? U_UESC : U_UTF8;
 }
 
+/* Appends "\\" + kind + cp in `digits` hex digits: \xNN, \u00NN, \uNNNN. */
+static void put_hex(struct line *l, const char *kind, unsigned cp, int digits)
+{
+    static const char hex[] = "0123456789abcdef";
+    char e[8];
+    size_t n = 0;
+    e[n++] = '\\';
+    while (*kind)
+        e[n++] = *kind++;
+    for (int d = digits - 1; d >= 0; d--)
+        e[n++] = hex[(cp >> (4 * d)) & 15];
+    put(l, e, n);
+}
+
 /* Appends s[0..n) escaped for the format: JSON string content, or a text value
  * (quote and backslash escaped only when the value is quoted). */
 static void put_escaped(struct line *l, const char *s, size_t n, bool json, bool quoted)
 {
-    static const char hex[] = "0123456789abcdef";
     size_t k;
     unsigned cp;
-    char e[8];
 
     for (size_t i = 0; i < n && !l->full; i += k) {
         switch (next_unit(s + i, n - i, &k, &cp)) {
@@ -193,38 +205,17 @@ static void put_escaped(struct line *l, const char *s, size_t n, bool json, bool
                 put(l, "\\r", 2);
             else if (cp == '\t')
                 put(l, "\\t", 2);
-            else if (json) {
-                memcpy(e, "\\u00", 4);
-                e[4] = hex[cp >> 4];
-                e[5] = hex[cp & 15];
-                put(l, e, 6);
-            } else {
-                e[0] = '\\';
-                e[1] = 'x';
-                e[2] = hex[cp >> 4];
-                e[3] = hex[cp & 15];
-                put(l, e, 4);
-            }
+            else
+                put_hex(l, json ? "u00" : "x", cp, 2);
             break;
         case U_UESC:
-            e[0] = '\\';
-            e[1] = 'u';
-            e[2] = hex[(cp >> 12) & 15];
-            e[3] = hex[(cp >> 8) & 15];
-            e[4] = hex[(cp >> 4) & 15];
-            e[5] = hex[cp & 15];
-            put(l, e, 6);
+            put_hex(l, "u", cp, 4);
             break;
         case U_INVALID:
-            if (json) {
+            if (json)
                 put(l, "\\ufffd", 6);
-            } else {
-                e[0] = '\\';
-                e[1] = 'x';
-                e[2] = hex[cp >> 4];
-                e[3] = hex[cp & 15];
-                put(l, e, 4);
-            }
+            else
+                put_hex(l, "x", cp, 2);
             break;
         }
     }
