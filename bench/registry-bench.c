@@ -137,12 +137,12 @@ static void *xmalloc(size_t n)
 
 /* ---- frames ---- */
 
-/* Appends one masked text frame holding `payload` to buf (which has room). */
-static size_t frame_masked(char *out, const char *payload, size_t n)
+/* Appends one masked frame of opcode op holding `payload` to out (which has room). */
+static size_t frame_masked_op(char *out, unsigned op, const char *payload, size_t n)
 {
     size_t h = 0;
     unsigned char *o = (unsigned char *)out;
-    o[h++] = 0x81;
+    o[h++] = (unsigned char)(0x80 | op);
     if (n < 126) {
         o[h++] = 0x80 | (unsigned char)n;
     } else if (n < 65536) {
@@ -162,6 +162,11 @@ static size_t frame_masked(char *out, const char *payload, size_t n)
     for (size_t i = 0; i < n; i++)
         o[h + i] = (unsigned char)payload[i] ^ mk[i & 3];
     return h + n;
+}
+
+static size_t frame_masked(char *out, const char *payload, size_t n)
+{
+    return frame_masked_op(out, 0x1, payload, n);
 }
 
 /* ---- sockets ---- */
@@ -413,7 +418,10 @@ static int finder_read(conn_t *c, unsigned depth)
             fprintf(stderr, "registry-bench: finder %u: close frame from the registry\n", c->index);
             conn_close(c);
             return -1;
-        } else if (op != 0x9 && op != 0xa)
+        } else if (op == 0x9) { /* RFC 6455 §5.5.3: answer a ping (the registry hangs up otherwise) */
+            wbuf_reserve(c, (size_t)len + 14);
+            c->wlen += frame_masked_op(c->wbuf + c->wlen, 0xa, c->rbuf + off + h, (size_t)len);
+        } else if (op != 0xa)
             finds_bad++;
         off += h + (size_t)len;
     }
@@ -491,12 +499,29 @@ static void on_event(conn_t *c, uint32_t ev, unsigned depth)
             finder_flush(c);
         return;
     }
-    /* an instance: the registry never sends it anything but a close */
-    char buf[512];
+    /* an instance: the registry sends it nothing but pings (small, unmasked, each
+     * in one read on loopback) and a close */
+    unsigned char buf[512];
     ssize_t r = read(c->fd, buf, sizeof(buf));
-    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR) || (r > 0 && (buf[0] & 0x0f) == 0x8)) {
+    if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
         instance_closed++;
         conn_close(c);
+        return;
+    }
+    for (ssize_t off = 0; r > 0 && off + 2 <= r;) {
+        unsigned op = buf[off] & 0x0f, len = buf[off + 1] & 0x7f;
+        if (op == 0x8 || len > 125 || off + 2 + (ssize_t)len > r) {
+            instance_closed++;
+            conn_close(c);
+            return;
+        }
+        if (op == 0x9) {
+            char pong[160];
+            size_t fl = frame_masked_op(pong, 0xa, (const char *)buf + off + 2, len);
+            if (write(c->fd, pong, fl) != (ssize_t)fl)
+                write_errors++;
+        }
+        off += 2 + (ssize_t)len;
     }
 }
 
