@@ -1061,7 +1061,7 @@ static bool ipv6_available(void)
 }
 
 static struct lws_vhost *vhost_new(wsnet_t *n, const char *name, const char *iface, int port,
-                                   uint64_t options, const struct lws_protocols *protocols, bool serves)
+                                   uint64_t options, const struct lws_protocols *protocols)
 {
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
@@ -1073,14 +1073,12 @@ static struct lws_vhost *vhost_new(wsnet_t *n, const char *name, const char *ifa
     info.user = n; /* WSI_DESTROY finds the net (and its listener) through this */
     info.keepalive_timeout = 60;
     info.timeout_secs = 10;
-    /* A peer that goes quiet is pinged, and hung up on if it answers nothing: that
-     * ends a connection stuck inside a frame whose header announced more than will
-     * ever come (up to 2^63-1 bytes; a PONG cannot be sent inside a frame), which
-     * lws would otherwise wait for forever. Node peers answer pings on their own. */
-    static const lws_retry_bo_t idle_policy = {.secs_since_valid_ping = WSCONN_PING_IDLE_S,
-                                               .secs_since_valid_hangup = WSCONN_HANGUP_IDLE_S};
-    if (port != CONTEXT_PORT_NO_LISTEN || serves) /* serves: our listener feeds it */
-        info.retry_and_idle_policy = &idle_policy;
+    /* No lws idle policy (validity pings): a connection stuck inside a frame
+     * whose header announced more than will ever come is closed by our own
+     * timers instead — the registry's heartbeat eviction, the sidecar's
+     * --idle-timeout-ms. lws pings every quiet connection every 20 s, and
+     * connections opened together (sidecars reconnecting after a registry
+     * restart) come due together: 10,000 at once stalled the registry 0.8 s. */
     return lws_create_vhost(n->ctx, &info);
 }
 
@@ -1117,13 +1115,13 @@ static int lws_listens(wsnet_t *n, const char *name, const char *bind, int port,
         opts = LWS_SERVER_OPTION_DISABLE_IPV6;
         n->bound = "0.0.0.0";
     }
-    n->vhost = vhost_new(n, name, iface, port, opts, protocols, false);
+    n->vhost = vhost_new(n, name, iface, port, opts, protocols);
     if (!n->vhost)
         return -1;
     if ((opts & LWS_SERVER_OPTION_DISABLE_IPV6) && ipv6_available()) {
         char dname[64];
         snprintf(dname, sizeof(dname), "%s-dial", name);
-        n->dial_vhost = vhost_new(n, dname, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols, false);
+        n->dial_vhost = vhost_new(n, dname, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols);
         if (!n->dial_vhost)
             return -1;
     }
@@ -1140,7 +1138,7 @@ int wsnet_listen(wsnet_t *n, const char *name, const char *bind, int port,
     /* On the libev loop lws never listens itself: our listener (listener.h) accepts
      * and hands sockets to this vhost, which (IPv6 on) also dials both families
      * whatever the bind. */
-    n->vhost = vhost_new(n, name, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols, port != 0);
+    n->vhost = vhost_new(n, name, NULL, CONTEXT_PORT_NO_LISTEN, 0, protocols);
     if (!n->vhost)
         return -1;
     if (!port)

@@ -42,11 +42,6 @@ typedef struct wsnet_ops {
     void (*http)(wsnet_t *n, const char *path, http_reply_t *reply);
 } wsnet_ops_t;
 
-/* Inbound connections: lws pings a peer quiet for WSCONN_PING_IDLE_S and hangs up
- * if nothing valid (a PONG) came back by WSCONN_HANGUP_IDLE_S. */
-#define WSCONN_PING_IDLE_S   20
-#define WSCONN_HANGUP_IDLE_S 30
-
 typedef struct wsnet_stats {
     uint64_t conns_accepted, conns_dialed, conns_rejected, dial_failures;
     uint64_t frames_in, frames_out, bad_frames, oversized, queue_full;
